@@ -1,0 +1,289 @@
+"""Configuration: read once from the environment, validated before the app starts.
+
+Every setting an operator can change lives here, with its default and the check
+that rejects a bad value.  A bad value stops start-up with a ``ConfigError``
+naming the variable to fix, instead of failing later inside a request.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+ENVIRONMENTS = ("development", "test", "production")
+LAYOUTS = ("topnav", "sidebar", "both")
+THEMES = ("auto", "light", "dark")
+DEMO_PAGES = (
+    "dashboard",
+    "profile",
+    "settings",
+    "admin",
+    "docs",
+    "pricing",
+    "design-system",
+    "live-stream",
+)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+_SLUG = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
+# A development key is fine on a laptop and fatal anywhere else, so it is only
+# ever filled in for the development and test environments.
+_DEV_SECRET_KEY = "dev-only-secret-key-not-for-production"  # noqa: S105
+
+
+class ConfigError(ValueError):
+    """A setting is missing or malformed; the message names the variable."""
+
+
+class _Reader:
+    """Typed access to an environment mapping that reports the variable at fault."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+
+    def str(self, name: str, default: str | None = None) -> str | None:
+        value = self.env.get(name)
+        if value is None or value.strip() == "":
+            return default
+        return value.strip()
+
+    def bool(self, name: str, default: bool) -> bool:
+        value = self.env.get(name)
+        if value is None:
+            return default
+        lowered = value.strip().lower()
+        if lowered in _TRUE:
+            return True
+        if lowered in _FALSE:
+            return False
+        raise ConfigError(f"{name} must be 1/0, true/false, yes/no or on/off, not {value!r}")
+
+    def int(self, name: str, default: int, minimum: int = 0, maximum: int | None = None) -> int:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a whole number, not {raw!r}") from None
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = f" and at most {maximum}" if maximum is not None else ""
+            raise ConfigError(f"{name} must be at least {minimum}{upper}, not {value}")
+        return value
+
+    def float(self, name: str, default: float, minimum: float = 0.0) -> float:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+        if value < minimum:
+            raise ConfigError(f"{name} must be at least {minimum}, not {value}")
+        return value
+
+    def choice(self, name: str, choices: tuple[str, ...], default: str) -> str:
+        value = (self.str(name) or default).lower()
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {', '.join(choices)}, not {value!r}")
+        return value
+
+    def list(self, name: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
+        raw = self.str(name)
+        if raw is None:
+            return default
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def load_config(env: Mapping[str, str] | None = None) -> dict:
+    """Build the Flask config mapping from ``env`` (``os.environ`` by default)."""
+    read = _Reader(os.environ if env is None else env)
+    app_env = read.choice("APP_ENV", ENVIRONMENTS, "production")
+    production = app_env == "production"
+
+    secret_key = read.str("SECRET_KEY")
+    if secret_key is None:
+        if production:
+            raise ConfigError(
+                "SECRET_KEY is not set. Generate one with "
+                "`python -c 'import secrets; print(secrets.token_urlsafe(48))'` "
+                "and put it in the environment (or .env)."
+            )
+        secret_key = _DEV_SECRET_KEY
+    elif production and (secret_key == _DEV_SECRET_KEY or len(secret_key) < 32):
+        raise ConfigError("SECRET_KEY must be a random value of at least 32 characters")
+
+    slug = read.str("APP_SLUG", "pulseboard")
+    if not _SLUG.match(slug):
+        raise ConfigError(
+            f"APP_SLUG must be 2-32 lowercase letters, digits or dashes, "
+            f"starting with a letter, not {slug!r}"
+        )
+
+    database_url = _database_url(read, app_env)
+    broker_url = _broker_url(read, app_env)
+
+    color = read.str("BRAND_PRIMARY_COLOR", "#4f46e5")
+    if not _COLOR.match(color):
+        raise ConfigError(f"BRAND_PRIMARY_COLOR must be a colour like #4f46e5, not {color!r}")
+
+    demo_pages = read.list("DEMO_PAGES", DEMO_PAGES)
+    unknown = sorted(set(demo_pages) - set(DEMO_PAGES))
+    if unknown:
+        raise ConfigError(
+            f"DEMO_PAGES has unknown page(s) {', '.join(unknown)}; "
+            f"choose from {', '.join(DEMO_PAGES)}"
+        )
+
+    domain = read.str("APP_DOMAIN", "localhost")
+    port = read.int("PORT", 8000, minimum=1, maximum=65535)
+    default_origin = f"http://127.0.0.1:{port},http://localhost:{port}" if not production else ""
+    origins = read.list("PUBLIC_ORIGINS") or tuple(
+        o for o in (default_origin.split(",") if default_origin else [f"https://{domain}"])
+    )
+    for origin in origins:
+        if origin == "*" or not _ORIGIN.match(origin):
+            raise ConfigError(
+                f"PUBLIC_ORIGINS must list origins like https://app.example.com, not {origin!r}"
+            )
+
+    secure_cookies = read.bool("SESSION_COOKIE_SECURE", production)
+    idle_minutes = read.int("SESSION_IDLE_MINUTES", 120, minimum=1)
+    absolute_hours = read.int("SESSION_ABSOLUTE_HOURS", 24 * 7, minimum=1)
+
+    return {
+        "APP_ENV": app_env,
+        "DEBUG": False,
+        "TESTING": app_env == "test",
+        "SECRET_KEY": secret_key,
+        "APP_NAME": read.str("APP_NAME", "Pulseboard"),
+        "APP_SLUG": slug,
+        "APP_DOMAIN": domain,
+        "PORT": port,
+        "PUBLIC_ORIGINS": origins,
+        "TRUSTED_HOSTS": read.list("TRUSTED_HOSTS") or None,
+        "PROXY_FIX_HOPS": read.int("PROXY_FIX_HOPS", 1 if production else 0, maximum=5),
+        "MAX_CONTENT_LENGTH": read.int("MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1024),
+        "LOG_LEVEL": read.choice(
+            "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"
+        ).upper(),
+        # Database
+        "SQLALCHEMY_DATABASE_URI": database_url,
+        "SQLALCHEMY_ENGINE_OPTIONS": _engine_options(read, database_url),
+        "DB_CHECK_TIMEOUT": read.float("DB_CHECK_TIMEOUT", 2.0, minimum=0.1),
+        # Message bus
+        "BROKER_URL": broker_url,
+        "BROKER_CHECK_TIMEOUT": read.float("BROKER_CHECK_TIMEOUT", 2.0, minimum=0.1),
+        "SOCKETIO_CHANNEL": f"{slug}.socketio",
+        # Sessions (server-side, in the database)
+        "SESSION_TYPE": "sqlalchemy",
+        "SESSION_PERMANENT": True,
+        "SESSION_USE_SIGNER": True,
+        "PERMANENT_SESSION_LIFETIME": timedelta(minutes=idle_minutes),
+        "SESSION_ABSOLUTE_LIFETIME": timedelta(hours=absolute_hours),
+        "SESSION_COOKIE_NAME": "__Host-session" if secure_cookies else f"{slug}_session",
+        "SESSION_COOKIE_SECURE": secure_cookies,
+        "SESSION_COOKIE_HTTPONLY": True,
+        "SESSION_COOKIE_SAMESITE": "Lax",
+        "SESSION_COOKIE_PATH": "/",
+        "REMEMBER_COOKIE_SECURE": secure_cookies,
+        "REMEMBER_COOKIE_HTTPONLY": True,
+        "REMEMBER_COOKIE_SAMESITE": "Lax",
+        # Rate limits: memory:// is per process; use redis:// when running several instances.
+        "RATELIMIT_STORAGE_URI": read.str("RATELIMIT_STORAGE_URI", "memory://"),
+        "RATELIMIT_HEADERS_ENABLED": True,
+        "RATELIMIT_ENABLED": read.bool("RATELIMIT_ENABLED", True),
+        "WTF_CSRF_ENABLED": read.bool("WTF_CSRF_ENABLED", True),
+        "WTF_CSRF_TIME_LIMIT": None,
+        # Accounts
+        "AUTH_PASSWORD_ENABLED": read.bool("AUTH_PASSWORD_ENABLED", True),
+        "AUTH_EMAIL_VERIFICATION": read.bool("AUTH_EMAIL_VERIFICATION", True),
+        # Interface
+        "UI_LAYOUT": read.choice("UI_LAYOUT", LAYOUTS, "both"),
+        "UI_DEFAULT_THEME": read.choice("UI_DEFAULT_THEME", THEMES, "auto"),
+        "WELCOME_ENABLED": read.bool("WELCOME_ENABLED", True),
+        "DEMO_PAGES": demo_pages,
+        "BRAND_PRIMARY_COLOR": color.lower(),
+        "BRAND_LOGO_TEXT": read.str("BRAND_LOGO_TEXT", read.str("APP_NAME", "Pulseboard")),
+        "CONTENT_SECURITY_POLICY": read.str(
+            "CONTENT_SECURITY_POLICY",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "font-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; "
+            "base-uri 'self'; form-action 'self'; object-src 'none'",
+        ),
+    }
+
+
+def _database_url(read: _Reader, app_env: str) -> str:
+    url = read.str("DATABASE_URL")
+    if url is None:
+        if app_env == "production":
+            raise ConfigError(
+                "DATABASE_URL is not set. Use mysql+pymysql://USER:PASSWORD@HOST/DB "
+                "or sqlite:////var/lib/pulseboard/pulseboard.db"
+            )
+        url = f"sqlite:///{PROJECT_ROOT / 'instance' / 'pulseboard.db'}"
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ConfigError(
+            "DATABASE_URL is malformed; expected mysql+pymysql://USER:PASSWORD@HOST/DB "
+            "or sqlite:///PATH"
+        ) from None
+    if parsed.get_backend_name() not in ("mysql", "mariadb", "sqlite"):
+        raise ConfigError(
+            f"DATABASE_URL must point at MySQL (mysql+pymysql://) or SQLite (sqlite://), "
+            f"not {parsed.get_backend_name()!r}"
+        )
+    if parsed.get_backend_name() in ("mysql", "mariadb"):
+        if parsed.get_driver_name() != "pymysql":
+            raise ConfigError("DATABASE_URL must use the PyMySQL driver: mysql+pymysql://")
+        if not parsed.database:
+            raise ConfigError("DATABASE_URL names no database: mysql+pymysql://USER@HOST/DB")
+        # utf8mb4 is the only MySQL charset that holds all of Unicode.
+        if parsed.query.get("charset") != "utf8mb4":
+            url = parsed.update_query_dict({"charset": "utf8mb4"}).render_as_string(
+                hide_password=False
+            )
+    return url
+
+
+def _broker_url(read: _Reader, app_env: str) -> str:
+    url = read.str("BROKER_URL")
+    if url is None:
+        if app_env == "production":
+            raise ConfigError(
+                "BROKER_URL is not set. Use amqp://USER:PASSWORD@HOST:5672/VHOST "
+                "(or memory:// for a single-process install)"
+            )
+        return "memory://"
+    if not re.match(r"^(amqps?|pyamqp|memory)://", url):
+        raise ConfigError(f"BROKER_URL must start with amqp://, amqps:// or memory://, not {url!r}")
+    return url
+
+
+def _engine_options(read: _Reader, database_url: str) -> dict:
+    if make_url(database_url).get_backend_name() == "sqlite":
+        # One file, one writer: a busy timeout makes writers queue instead of failing.
+        return {"connect_args": {"timeout": 15, "check_same_thread": False}}
+    return {
+        "pool_pre_ping": True,
+        # Recycle before MySQL's wait_timeout or a proxy drops idle connections.
+        "pool_recycle": read.int("DB_POOL_RECYCLE", 280, minimum=30),
+        "pool_size": read.int("DB_POOL_SIZE", 10, minimum=1),
+        "max_overflow": read.int("DB_MAX_OVERFLOW", 20),
+        "pool_timeout": read.int("DB_POOL_TIMEOUT", 10, minimum=1),
+        "connect_args": {"connect_timeout": read.int("DB_CONNECT_TIMEOUT", 5, minimum=1)},
+    }
