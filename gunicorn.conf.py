@@ -1,0 +1,24 @@
+"""gunicorn settings shared by `make dev`, the systemd units and the tests.
+
+One gevent worker per process: Socket.IO keeps each connection's state in the
+process that accepted it, so more capacity means more processes (each on its
+own port, behind Nginx's sticky upstream), never more workers in one.
+"""
+
+import os
+
+wsgi_app = "pulseboard.wsgi:app"
+bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
+worker_class = "gevent"
+workers = 1
+# Each idle Socket.IO connection is one greenlet; this caps them per process.
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "10000"))
+# Longer than a request should take, shorter than systemd's stop timeout.
+graceful_timeout = 10
+keepalive = 5
+# Several instances run side by side; a shared control socket path would collide.
+control_socket_disable = True
+accesslog = "-"
+errorlog = "-"
+# Only the local Nginx may tell us the client's address and scheme.
+forwarded_allow_ips = "127.0.0.1,::1"

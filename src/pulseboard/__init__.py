@@ -1,0 +1,136 @@
+"""Pulseboard: live event streams for logged-in users, on Flask and Socket.IO."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+
+from dotenv import load_dotenv
+from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .config import PROJECT_ROOT, ConfigError, load_config
+from .database import configure_engine
+from .extensions import csrf, db, limiter, login_manager, migrate, socketio
+
+__all__ = ["ConfigError", "create_app"]
+
+
+def create_app(config: Mapping[str, str] | None = None) -> Flask:
+    """Build the app from the environment, with ``config`` overriding variables.
+
+    Without ``config`` a ``.env`` in the project folder is read first (values
+    already in the environment win); with it, only the environment and the
+    given variables count, so tests never pick up a developer's ``.env``.
+    """
+    if config is None:
+        load_dotenv(PROJECT_ROOT / ".env", override=False)
+        env: Mapping[str, str] = os.environ
+    else:
+        env = {**os.environ, **config}
+    settings = load_config(env)
+
+    app = Flask(
+        __name__,
+        static_folder=str(PROJECT_ROOT / "static"),
+        template_folder=str(PROJECT_ROOT / "templates"),
+        instance_path=str(PROJECT_ROOT / "instance"),
+    )
+    app.config.update(settings)
+    configure_logging(app)
+    if app.config["PROXY_FIX_HOPS"]:
+        hops = app.config["PROXY_FIX_HOPS"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+
+    register_extensions(app)
+    register_blueprints(app)
+    register_errorhandlers(app)
+    register_commands(app)
+    register_templating(app)
+    return app
+
+
+def configure_logging(app: Flask) -> None:
+    level = app.config["LOG_LEVEL"]
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("pulseboard").setLevel(level)
+    app.logger.setLevel(level)
+
+
+def register_extensions(app: Flask) -> None:
+    from .models import User
+    from .sessions import DatabaseSessionInterface
+
+    if app.config["SQLALCHEMY_DATABASE_URI"].startswith("sqlite:///"):
+        # The SQLite file's folder must exist before the first connection.
+        path = app.config["SQLALCHEMY_DATABASE_URI"].removeprefix("sqlite:///")
+        if path and path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    db.init_app(app)
+    with app.app_context():
+        configure_engine(db.engine)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"), render_as_batch=True)
+
+    login_manager.init_app(app)
+    login_manager.login_view = "auth.login"
+    login_manager.login_message_category = "info"
+    login_manager.session_protection = None  # ids are server-side and renewed at login
+
+    @login_manager.user_loader
+    def load_user(user_id: str):
+        user = db.session.get(User, int(user_id))
+        # A disabled user's existing sessions stop working on their next request.
+        return user if user is not None and not user.disabled else None
+
+    csrf.init_app(app)
+    limiter.init_app(app)
+    socketio.init_app(
+        app,
+        async_mode=async_mode(),
+        cors_allowed_origins=list(app.config["PUBLIC_ORIGINS"]),
+        manage_session=False,
+    )
+    app.session_interface = DatabaseSessionInterface(app)
+
+
+def async_mode() -> str:
+    """gevent when the process was monkey-patched (gunicorn, wsgi.py), else threads."""
+    try:
+        from gevent import monkey
+    except ImportError:  # pragma: no cover - gevent is a hard dependency
+        return "threading"
+    return "gevent" if monkey.is_module_patched("socket") else "threading"
+
+
+def register_blueprints(app: Flask) -> None:
+    from .admin import bp as admin_bp
+    from .api import bp as api_bp
+    from .auth import bp as auth_bp
+    from .main import bp as main_bp
+    from .settings import bp as settings_bp
+    from .stream import bp as stream_bp
+
+    for blueprint in (main_bp, auth_bp, settings_bp, stream_bp, admin_bp, api_bp):
+        app.register_blueprint(blueprint)
+    # Probes and the JSON API carry no session, so no form token either.
+    csrf.exempt(api_bp)
+
+
+def register_errorhandlers(app: Flask) -> None:
+    from .errors import register
+
+    register(app)
+
+
+def register_commands(app: Flask) -> None:
+    from .cli import users_cli
+
+    app.cli.add_command(users_cli)
+
+
+def register_templating(app: Flask) -> None:
+    from .templating import register
+
+    register(app)

@@ -1,0 +1,7 @@
+"""Pages for administrators."""
+
+from flask import Blueprint
+
+bp = Blueprint("admin", __name__, url_prefix="/admin")
+
+from . import routes  # noqa: E402,F401  (routes attach to bp)

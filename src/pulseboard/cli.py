@@ -1,0 +1,84 @@
+"""Operator commands: ``flask --app pulseboard users …``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask.cli import AppGroup
+from sqlalchemy import select
+
+from .auth.passwords import MIN_LENGTH, hash_password
+from .database import utcnow
+from .extensions import db
+from .models import User
+
+users_cli = AppGroup("users", help="Create and manage user accounts.")
+
+
+def _user_by_email(email: str) -> User:
+    user = db.session.scalar(select(User).where(User.email == email.strip().lower()))
+    if user is None:
+        raise click.ClickException(f"no user with email {email}")
+    return user
+
+
+@users_cli.command("create")
+@click.argument("email")
+@click.option("--name", "display_name", help="Display name (default: the part before @).")
+@click.option("--admin", is_flag=True, help="Give the user the admin role.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def create_user(email: str, display_name: str | None, admin: bool, password_stdin: bool) -> None:
+    """Create a verified user, prompting for a password unless --password-stdin."""
+    email = email.strip().lower()
+    if "@" not in email:
+        raise click.BadParameter("not an email address", param_hint="EMAIL")
+    if db.session.scalar(select(User).where(User.email == email)) is not None:
+        raise click.ClickException(f"a user with email {email} already exists")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < MIN_LENGTH:
+        raise click.ClickException(f"the password needs at least {MIN_LENGTH} characters")
+    user = User(
+        email=email,
+        display_name=display_name or email.split("@")[0],
+        password_hash=hash_password(password),
+        email_verified_at=utcnow(),
+        is_admin=admin,
+    )
+    db.session.add(user)
+    db.session.commit()
+    click.echo(f"created user {user.id} <{email}>{' (admin)' if admin else ''}")
+
+
+@users_cli.command("promote")
+@click.argument("email")
+@click.option("--revoke", is_flag=True, help="Take the admin role away instead.")
+def promote_user(email: str, revoke: bool) -> None:
+    """Give (or with --revoke take away) the admin role."""
+    user = _user_by_email(email)
+    user.is_admin = not revoke
+    db.session.commit()
+    click.echo(f"{email} is {'no longer' if revoke else 'now'} an admin")
+
+
+class ConfigurationProblem(click.ClickException):
+    exit_code = 78  # EX_CONFIG: systemd and shells see "fix the configuration"
+
+
+def _create_app():
+    from . import ConfigError, create_app
+
+    try:
+        return create_app()
+    except ConfigError as error:
+        raise ConfigurationProblem(str(error)) from None
+
+
+def main() -> None:
+    """The ``pulseboard`` console script: Flask's CLI bound to this app."""
+    from flask.cli import FlaskGroup
+
+    FlaskGroup(create_app=_create_app, help="Pulseboard operator commands.")()

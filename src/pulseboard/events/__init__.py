@@ -1,0 +1,1 @@
+"""The message bus: envelope, producer and consumer."""

@@ -1,0 +1,48 @@
+"""What every template can use, and the headers every response carries."""
+
+from __future__ import annotations
+
+from flask import Flask, Response, current_app, request
+from flask_login import current_user
+
+from .config import THEMES
+from .navigation import ACCOUNT_ITEMS, NAV_ITEMS
+
+THEME_COOKIE = "theme"
+
+
+def current_theme() -> str:
+    """The signed-in user's choice, else the visitor's cookie, else the site default."""
+    if current_user.is_authenticated:
+        return current_user.theme
+    chosen = request.cookies.get(THEME_COOKIE)
+    return chosen if chosen in THEMES else current_app.config["UI_DEFAULT_THEME"]
+
+
+def register(app: Flask) -> None:
+    @app.context_processor
+    def globals_for_templates():
+        return {
+            "nav_items": [item for item in NAV_ITEMS if item.visible()],
+            "account_items": [item for item in ACCOUNT_ITEMS if item.visible()],
+            "theme": current_theme(),
+            "layout": current_app.config["UI_LAYOUT"],
+            "app_name": current_app.config["APP_NAME"],
+            "logo_text": current_app.config["BRAND_LOGO_TEXT"],
+        }
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        # Nginx sets these too in production; the app sets them so that a
+        # development server and any other proxy are just as strict.
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
+        if response.mimetype == "text/html":
+            response.headers.setdefault(
+                "Content-Security-Policy", current_app.config["CONTENT_SECURITY_POLICY"]
+            )
+            if current_user.is_authenticated:
+                # A shared or back-buttoned browser must not show a signed-in page from cache.
+                response.headers["Cache-Control"] = "no-store"
+        return response

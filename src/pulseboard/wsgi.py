@@ -1,0 +1,21 @@
+"""WSGI entry point: ``gunicorn -k gevent -w 1 pulseboard.wsgi:app``.
+
+gevent must patch the standard library before anything else imports socket,
+ssl or threading, or those modules keep blocking versions and one slow call
+stalls every connection in the process.
+"""
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import sys  # noqa: E402
+
+from pulseboard import ConfigError, create_app  # noqa: E402  (must follow the patching)
+
+try:
+    app = create_app()
+except ConfigError as error:
+    # One line naming the variable beats a traceback in the journal.
+    print(f"pulseboard: configuration error: {error}", file=sys.stderr, flush=True)
+    sys.exit(78)  # EX_CONFIG

@@ -1,0 +1,102 @@
+"""Real server processes for tests: started in their own session, stopped by their own pid."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def base_env(**overrides: str) -> dict[str, str]:
+    """A clean environment: nothing from the developer's shell or .env leaks in."""
+    env = {
+        "PATH": f"{VENV_BIN}:/usr/local/bin:/usr/bin:/bin",
+        "HOME": os.environ.get("HOME", tempfile.gettempdir()),
+        "LANG": "C.UTF-8",
+        "APP_ENV": "test",
+        "BROKER_URL": "memory://",
+    }
+    env.update(overrides)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "pulseboard", *args],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def stop(process: subprocess.Popen, timeout: float = 10) -> None:
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=timeout)
+
+
+@contextlib.contextmanager
+def gunicorn(env: dict[str, str], port: int | None = None, ready_timeout: float = 30):
+    """Serve ``pulseboard.wsgi:app`` as production does; yield the URL once /healthz answers."""
+    port = port or free_port()
+    log_dir = Path(env.get("TMPDIR", tempfile.gettempdir()))
+    log = open(log_dir / f"gunicorn-{port}.log", "w+")  # noqa: SIM115
+    process = subprocess.Popen(
+        # Settings from the project's gunicorn.conf.py, as in production.
+        [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}"],
+        env=env,
+        cwd=PROJECT_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until_healthy(url, process, log, ready_timeout)
+        yield url
+    finally:
+        stop(process)
+        log.close()
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, log, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.seek(0)
+            raise RuntimeError(f"server exited with {process.returncode}:\n{log.read()}")
+        try:
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except requests.RequestException:  # bound but the worker still booting
+            pass
+        time.sleep(0.1)
+    log.seek(0)
+    raise RuntimeError(f"server not healthy after {timeout}s:\n{log.read()}")
