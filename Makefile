@@ -1,0 +1,61 @@
+# Two commands on a fresh machine: `make dev` runs the app, `make test` passes the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PORT ?= 8000
+
+.PHONY: dev test lint format lock migrate clean help
+
+help:
+	@echo "make dev     run the app on http://127.0.0.1:$(PORT) (SQLite, in-process bus)"
+	@echo "make test    run the test suite (needs RabbitMQ, MariaDB/MySQL and Chromium)"
+	@echo "make lint    ruff and black --check"
+	@echo "make lock    re-pin requirements*.txt from requirements*.in"
+
+# The virtualenv, rebuilt when a pinned requirement changes.
+$(BIN)/.installed: requirements.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "Python 3.11 or newer is needed (set PYTHON=python3.11)"; exit 1; }
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	touch $@
+
+$(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-dev.txt
+	touch $@
+
+# A development .env with a fresh secret, written once and never overwritten.
+.env:
+	@umask 077 && { \
+		echo "APP_ENV=development"; \
+		echo "SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')"; \
+		echo "BROKER_URL=memory://"; \
+		echo "PORT=$(PORT)"; \
+	} > $@
+	@echo "wrote $@ (development settings; see .env.example for the rest)"
+
+migrate: $(BIN)/.installed .env
+	$(BIN)/pulseboard db upgrade
+
+dev: migrate
+	$(BIN)/gunicorn --reload --bind 127.0.0.1:$(PORT)
+
+test: $(BIN)/.installed-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(BIN)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/black --check .
+
+format: $(BIN)/.installed-dev
+	$(BIN)/ruff check --fix .
+	$(BIN)/black .
+
+lock: $(BIN)/.installed-dev
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe -o requirements.txt requirements.in
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --allow-unsafe -o requirements-dev.txt requirements-dev.in
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
