@@ -125,9 +125,12 @@ def register_errorhandlers(app: Flask) -> None:
 
 
 def register_commands(app: Flask) -> None:
+    from .api.cli import tokens_cli
     from .cli import users_cli
+    from .events.cli import events_cli
 
-    app.cli.add_command(users_cli)
+    for group in (users_cli, events_cli, tokens_cli):
+        app.cli.add_command(group)
 
 
 def register_templating(app: Flask) -> None:

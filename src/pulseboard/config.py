@@ -187,6 +187,18 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "BROKER_URL": broker_url,
         "BROKER_CHECK_TIMEOUT": read.float("BROKER_CHECK_TIMEOUT", 2.0, minimum=0.1),
         "SOCKETIO_CHANNEL": f"{slug}.socketio",
+        "EVENT_QUEUE_TYPE": read.choice("EVENT_QUEUE_TYPE", ("classic", "quorum"), "classic"),
+        "EVENT_SINGLE_ACTIVE_CONSUMER": read.bool("EVENT_SINGLE_ACTIVE_CONSUMER", False),
+        "EVENT_MAX_BYTES": read.int("EVENT_MAX_BYTES", 64 * 1024, minimum=1024),
+        "EVENT_RETENTION": _retention_age(read),
+        "EVENT_RETENTION_COUNT": read.int("EVENT_RETENTION_COUNT", 1_000_000) or None,
+        "PUBLISH_MAX_RETRIES": read.int("PUBLISH_MAX_RETRIES", 5, maximum=100),
+        "CONSUMER_PREFETCH": read.int("CONSUMER_PREFETCH", 1000, minimum=1, maximum=65535),
+        "CONSUMER_BATCH_SIZE": read.int("CONSUMER_BATCH_SIZE", 500, minimum=1),
+        "CONSUMER_BATCH_WAIT_MS": read.int("CONSUMER_BATCH_WAIT_MS", 50, maximum=10_000),
+        # HTTP ingest
+        "API_MAX_BATCH": read.int("API_MAX_BATCH", 500, minimum=1, maximum=10_000),
+        "API_RATE_LIMIT": read.str("API_RATE_LIMIT", "1200/minute"),
         # Sessions (server-side, in the database)
         "SESSION_TYPE": "sqlalchemy",
         "SESSION_PERMANENT": True,
@@ -272,6 +284,11 @@ def _broker_url(read: _Reader, app_env: str) -> str:
     if not re.match(r"^(amqps?|pyamqp|memory)://", url):
         raise ConfigError(f"BROKER_URL must start with amqp://, amqps:// or memory://, not {url!r}")
     return url
+
+
+def _retention_age(read: _Reader) -> timedelta | None:
+    days = read.float("EVENT_RETENTION_DAYS", 7.0)
+    return timedelta(days=days) if days else None
 
 
 def _engine_options(read: _Reader, database_url: str) -> dict:

@@ -112,3 +112,29 @@ class Event(db.Model):
     # The payload as the JSON text it arrived in: encoded once, sent as is.
     payload: Mapped[str] = mapped_column(LongText)
     stored_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+
+
+class ApiToken(db.Model):
+    """A bearer token for the ingest API, scoped to topic patterns; only its hash is kept."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = MYSQL_TABLE_OPTIONS
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    # sha256 of the token: a copy of the table lets no one publish.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The first characters, to tell tokens apart in lists and logs.
+    prefix: Mapped[str] = mapped_column(String(16))
+    # Comma-separated topic patterns: "market.*,system.metrics".
+    topics: Mapped[str] = mapped_column(String(1000))
+    created_by_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def topic_patterns(self) -> list[str]:
+        return [pattern for pattern in self.topics.split(",") if pattern]

@@ -19,3 +19,9 @@ except ConfigError as error:
     # One line naming the variable beats a traceback in the journal.
     print(f"pulseboard: configuration error: {error}", file=sys.stderr, flush=True)
     sys.exit(78)  # EX_CONFIG
+
+if app.config["BROKER_URL"].startswith("memory://"):
+    # Embedded mode: the bus lives in this process, so the consumer must too.
+    from pulseboard.events.service import start_embedded
+
+    start_embedded(app)

@@ -1,10 +1,127 @@
-"""API index."""
+"""The JSON API: ``POST /api/v1/events`` for producers that speak HTTP.
 
-from flask import current_app, jsonify
+Authenticated by ``Authorization: Bearer <token>``; the token's topic patterns
+decide what it may publish.  A request is all-or-nothing: every envelope is
+checked first, and only then are they published (with broker confirms), so a
+400 or 403 means nothing was sent.  202 carries the ids in order.
+"""
 
+from __future__ import annotations
+
+import json
+
+from flask import current_app, g, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ..database import utcnow
+from ..events.envelope import InvalidEnvelope, new_envelope, parse
+from ..events.producer import Producer, PublishError
+from ..extensions import db, limiter
 from . import bp
+from .tokens import allows_topic, find_active_token
+
+
+def json_error(status: int, message: str, **extra):
+    return jsonify(error=message, status=status, **extra), status
+
+
+def producer() -> Producer:
+    """One producer per process, shared by requests (publishing is serialised)."""
+    app = current_app._get_current_object()
+    if "pulseboard.producer" not in app.extensions:
+        app.extensions["pulseboard.producer"] = Producer.from_config(app.config)
+    return app.extensions["pulseboard.producer"]
+
+
+def token_key() -> str:
+    """Rate-limit per token (by its hash prefix), falling back to the client address."""
+    token = getattr(g, "api_token", None)
+    return f"token:{token.id}" if token is not None else f"ip:{request.remote_addr}"
 
 
 @bp.get("/")
 def index():
     return jsonify(service=current_app.config["APP_SLUG"], api="v1")
+
+
+@bp.before_request
+def authenticate():
+    if request.endpoint == "api.index":
+        return None
+    header = request.headers.get("Authorization", "")
+    scheme, _, clear = header.partition(" ")
+    if scheme.lower() != "bearer" or not clear:
+        return _unauthorized("send Authorization: Bearer <token>")
+    token = find_active_token(db.session, clear.strip())
+    if token is None:
+        return _unauthorized("unknown or revoked token")
+    g.api_token = token
+    return None
+
+
+def _unauthorized(message: str):
+    response, status = json_error(401, message)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="pulseboard"'
+    return response, status
+
+
+@bp.post("/events")
+@limiter.limit(lambda: current_app.config["API_RATE_LIMIT"], key_func=token_key)
+def ingest():
+    try:
+        body = request.get_data(cache=False)
+    except RequestEntityTooLarge:
+        return json_error(
+            413, f"request body over {current_app.config['MAX_CONTENT_LENGTH']} bytes"
+        )
+    if request.mimetype != "application/json":
+        return json_error(415, "send Content-Type: application/json")
+    try:
+        data = json.loads(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        return json_error(400, "body is not UTF-8")
+    except ValueError as error:
+        return json_error(400, f"body is not JSON: {error}")
+    items = data if isinstance(data, list) else [data]
+    limit = current_app.config["API_MAX_BATCH"]
+    if not items:
+        return json_error(400, "no events given")
+    if len(items) > limit:
+        return json_error(413, f"{len(items)} events in one request; the limit is {limit}")
+
+    envelopes = []
+    max_bytes = current_app.config["EVENT_MAX_BYTES"]
+    for index, item in enumerate(items):
+        try:
+            envelopes.append(_envelope_from(item, max_bytes))
+        except InvalidEnvelope as error:
+            return json_error(400, f"event {index}: {error}", index=index)
+    token = g.api_token
+    for index, envelope in enumerate(envelopes):
+        if not allows_topic(token, envelope.topic):
+            return json_error(
+                403, f"event {index}: this token may not publish to {envelope.topic!r}", index=index
+            )
+    try:
+        ids = producer().publish_envelopes(envelopes)
+    except PublishError as error:
+        current_app.logger.error("ingest publish failed: %s", error)
+        return json_error(503, "the message broker is unavailable; retry later")
+    token.last_used_at = utcnow()
+    db.session.commit()
+    return jsonify(accepted=ids), 202
+
+
+def _envelope_from(item, max_bytes: int):
+    """A full envelope as sent, or one completed with a fresh id and timestamp."""
+    if not isinstance(item, dict):
+        raise InvalidEnvelope("each event must be a JSON object")
+    if "id" in item or "timestamp" in item:
+        return parse(item, max_bytes=max_bytes)
+    unknown = sorted(set(item) - {"topic", "type", "payload", "key"})
+    if unknown:
+        raise InvalidEnvelope(f"unknown field(s): {', '.join(unknown)}")
+    envelope = new_envelope(
+        item.get("topic"), item.get("type"), item.get("payload"), key=item.get("key")
+    )
+    return parse(envelope.as_dict(), max_bytes=max_bytes)

@@ -1,0 +1,71 @@
+"""Ingest API tokens: issued once in clear, kept as a hash, scoped to topic patterns."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from fnmatch import fnmatchcase
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..database import utcnow
+from ..models import ApiToken
+
+TOKEN_PREFIX = "pbk_"  # noqa: S105 - a label, not a secret
+
+
+class TokenError(ValueError):
+    pass
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def issue_token(
+    session: Session, name: str, topics: list[str], created_by_id: int | None = None
+) -> tuple[ApiToken, str]:
+    """Create a token; return the record and the clear token (shown this once)."""
+    patterns = [p.strip() for p in topics if p.strip()]
+    if not patterns:
+        raise TokenError("give at least one topic pattern, e.g. 'market.*'")
+    for pattern in patterns:
+        if any(ch in pattern for ch in " ,[]!") or len(pattern) > 200:
+            raise TokenError(f"{pattern!r} is not a topic pattern like 'market.*'")
+    clear = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    record = ApiToken(
+        name=name.strip()[:100] or "unnamed",
+        token_hash=hash_token(clear),
+        prefix=clear[:12],
+        topics=",".join(patterns),
+        created_by_id=created_by_id,
+    )
+    session.add(record)
+    session.commit()
+    return record, clear
+
+
+def find_active_token(session: Session, clear: str) -> ApiToken | None:
+    """The live token matching ``clear``; None when unknown or revoked."""
+    if not clear.startswith(TOKEN_PREFIX) or len(clear) > 200:
+        return None
+    record = session.scalar(select(ApiToken).where(ApiToken.token_hash == hash_token(clear)))
+    if record is None or record.revoked_at is not None:
+        return None
+    return record
+
+
+def allows_topic(token: ApiToken, topic: str) -> bool:
+    """Shell-style patterns: ``market.*`` matches market.ticks; ``*`` matches all."""
+    return any(fnmatchcase(topic, pattern) for pattern in token.topic_patterns)
+
+
+def revoke(session: Session, token_id: int) -> ApiToken:
+    record = session.get(ApiToken, token_id)
+    if record is None:
+        raise TokenError(f"no token with id {token_id}")
+    if record.revoked_at is None:
+        record.revoked_at = utcnow()
+        session.commit()
+    return record

@@ -1,0 +1,71 @@
+"""``flask events …``: publish, consume, prune and the demo producer."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from ..extensions import db
+from . import store
+from .envelope import InvalidEnvelope
+from .producer import Producer, PublishError
+
+events_cli = AppGroup("events", help="Publish and consume events.")
+
+
+@events_cli.command("publish")
+@click.option("--topic", required=True, help="Topic, e.g. market.ticks")
+@click.option("--type", "type_", required=True, help="Event type, e.g. tick")
+@click.option("--payload", default="{}", show_default=True, help="JSON object")
+@click.option("--key", default=None, help="Optional key, e.g. a symbol")
+def publish_command(topic: str, type_: str, payload: str, key: str | None) -> None:
+    """Publish one event and print its id."""
+    try:
+        data = json.loads(payload)
+    except ValueError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--payload") from None
+    producer = Producer.from_config(current_app.config)
+    try:
+        event_id = producer.publish(topic, type_, data, key=key)
+    except InvalidEnvelope as error:
+        raise click.ClickException(f"invalid event: {error}") from None
+    except PublishError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        producer.close()
+    click.echo(event_id)
+
+
+@events_cli.command("consume")
+def consume_command() -> None:
+    """Run the consumer service until SIGTERM or Ctrl-C."""
+    from .service import run_service
+
+    run_service(current_app._get_current_object())
+
+
+@events_cli.command("prune")
+def prune_command() -> None:
+    """Delete events past the configured retention now."""
+    config = current_app.config
+    deleted = store.prune(db.session, config["EVENT_RETENTION"], config["EVENT_RETENTION_COUNT"])
+    click.echo(f"deleted {deleted} events")
+
+
+@events_cli.command("demo")
+@click.option("--rate", default=5.0, show_default=True, help="Market ticks per second")
+@click.option("--duration", default=0.0, help="Seconds to run (0: until Ctrl-C)")
+@click.option("--symbols", default="ACME,GLOBX,INITECH,UMBRL", show_default=True)
+def demo_command(rate: float, duration: float, symbols: str) -> None:
+    """Emit realistic demo streams: market ticks, host metrics, system notices."""
+    from .demo import run_demo
+
+    producer = Producer.from_config(current_app.config)
+    try:
+        sent = run_demo(producer, rate=rate, duration=duration, symbols=symbols.split(","))
+    finally:
+        producer.close()
+    click.echo(f"published {sent} events")

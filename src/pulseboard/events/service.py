@@ -1,0 +1,61 @@
+"""Running the consumer: as its own service, or embedded in the web process.
+
+As a service (``flask events consume``, ``pulseboard-consumer``, the systemd
+unit) it emits through Socket.IO's message queue and stops cleanly on SIGTERM
+or SIGINT.  Embedded (``BROKER_URL=memory://``, ``make dev``) it runs as a
+background task of the web process and emits into its Socket.IO server.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+
+from ..extensions import socketio
+from .consumer import EventConsumer
+from .emitter import Emitter
+
+log = logging.getLogger("pulseboard.consumer")
+
+
+def is_embedded(app) -> bool:
+    return app.config["BROKER_URL"].startswith("memory://")
+
+
+def run_service(app) -> None:
+    """Consume until SIGTERM/SIGINT; the batch in hand is finished and acknowledged."""
+    if is_embedded(app):
+        raise SystemExit(
+            "BROKER_URL is memory://: the consumer runs inside the web process. "
+            "Set BROKER_URL=amqp://… to run it as a service."
+        )
+    emitter = Emitter.over_message_queue(app.config["BROKER_URL"], app.config["SOCKETIO_CHANNEL"])
+    consumer = EventConsumer.from_app(app, emitter)
+
+    def request_stop(signum, _frame):
+        log.info("received %s; finishing the batch in hand", signal.Signals(signum).name)
+        consumer.stop()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    consumer.run()
+
+
+def start_embedded(app) -> EventConsumer:
+    """Start the consumer as a background task of this (gevent) web process."""
+    consumer = EventConsumer.from_app(app, Emitter.in_process(socketio))
+    socketio.start_background_task(consumer.run)
+    return consumer
+
+
+def main() -> None:
+    """The ``pulseboard-consumer`` console script."""
+    from .. import ConfigError, create_app
+
+    try:
+        app = create_app()
+    except ConfigError as error:
+        print(f"pulseboard-consumer: configuration error: {error}", file=sys.stderr)
+        raise SystemExit(78) from None
+    run_service(app)

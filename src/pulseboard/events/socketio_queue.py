@@ -1,0 +1,44 @@
+"""Socket.IO's RabbitMQ client manager, with two changes the product needs.
+
+* Each web process's own queue is declared exclusive: RabbitMQ 4.3 refuses
+  the transient non-exclusive queues python-socketio declares by default, and
+  an exclusive queue also disappears the moment its process does.
+* A publish that still fails after its retries raises instead of being logged
+  and dropped, so the consumer never acknowledges an event it did not emit.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+import kombu
+import socketio
+
+PUBLISH_RETRIES = 3
+
+
+class EmitFailed(RuntimeError):
+    """The Socket.IO message queue did not take a message."""
+
+
+class KombuManager(socketio.KombuManager):
+    def _queue(self):
+        return kombu.Queue(
+            f"python-socketio.{uuid.uuid4()}",
+            self._exchange(),
+            durable=False,
+            exclusive=True,
+            auto_delete=True,
+        )
+
+    def _publish(self, data):
+        try:
+            producer = self.publisher_connection.Producer(
+                exchange=self._exchange(), **self.producer_options
+            )
+            publish = self.publisher_connection.ensure(
+                producer, producer.publish, max_retries=PUBLISH_RETRIES
+            )
+            publish(self.json.dumps(data))
+        except Exception as error:
+            raise EmitFailed(f"Socket.IO message queue refused a message: {error}") from error

@@ -1,0 +1,169 @@
+"""The event log: storing batches exactly once, reading them back by ``seq``, pruning.
+
+Only the consumer writes here, one batch per transaction, so ``seq`` (the
+auto-increment key) follows the order events were taken off the queue.  A
+redelivered event keeps the ``seq`` it got the first time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.dialects import mysql, sqlite
+from sqlalchemy.orm import Session
+
+from ..database import utcnow
+from ..models import Event
+from .envelope import Envelope, format_timestamp
+
+events_table = Event.__table__
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as browsers receive it: the envelope plus its place in the log."""
+
+    seq: int
+    id: str
+    topic: str
+    type: str
+    timestamp: datetime
+    payload: dict[str, Any]
+    key: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = {
+            "seq": self.seq,
+            "id": self.id,
+            "topic": self.topic,
+            "type": self.type,
+            "timestamp": format_timestamp(self.timestamp),
+            "payload": self.payload,
+        }
+        if self.key is not None:
+            data["key"] = self.key
+        return data
+
+    @classmethod
+    def from_row(cls, row: Event) -> StoredEvent:
+        return cls(
+            seq=row.seq,
+            id=row.event_id,
+            topic=row.topic,
+            type=row.type,
+            timestamp=row.timestamp,
+            payload=json.loads(row.payload),
+            key=row.key,
+        )
+
+
+@dataclass(frozen=True)
+class Page:
+    events: list[StoredEvent]
+    # True when events after the asked-for seq were already pruned from the log.
+    gap: bool
+
+
+def store_batch(session: Session, envelopes: Sequence[Envelope]) -> list[StoredEvent]:
+    """Insert new envelopes, skip ones already stored; return all of them by ``seq``."""
+    unique = list({envelope.id: envelope for envelope in reversed(envelopes)}.values())[::-1]
+    if not unique:
+        return []
+    now = utcnow()
+    rows = [
+        {
+            "event_id": e.id,
+            "topic": e.topic,
+            "type": e.type,
+            "key": e.key,
+            "timestamp": e.timestamp,
+            "payload": json.dumps(e.payload, separators=(",", ":"), ensure_ascii=False),
+            "stored_at": now,
+        }
+        for e in unique
+    ]
+    session.execute(_insert_skipping_duplicates(session), rows)
+    ids = [e.id for e in unique]
+    seqs = dict(
+        session.execute(select(Event.event_id, Event.seq).where(Event.event_id.in_(ids))).all()
+    )
+    by_id = {e.id: e for e in unique}
+    stored = [
+        StoredEvent(
+            seq=seqs[event_id],
+            id=event_id,
+            topic=by_id[event_id].topic,
+            type=by_id[event_id].type,
+            timestamp=by_id[event_id].timestamp,
+            payload=by_id[event_id].payload,
+            key=by_id[event_id].key,
+        )
+        for event_id in ids
+    ]
+    stored.sort(key=lambda event: event.seq)
+    return stored
+
+
+def _insert_skipping_duplicates(session: Session):
+    """INSERT that leaves an existing event_id alone (the unique key dedupes)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        return sqlite.insert(events_table).on_conflict_do_nothing(index_elements=["event_id"])
+    statement = mysql.insert(events_table)
+    return statement.on_duplicate_key_update(event_id=statement.inserted.event_id)
+
+
+def events_since(
+    session: Session,
+    seq: int,
+    topics: Iterable[str],
+    limit: int = 1000,
+) -> Page:
+    """Up to ``limit`` events after ``seq`` on ``topics``, oldest first."""
+    topics = list(topics)
+    if not topics:
+        return Page([], gap=False)
+    rows = session.scalars(
+        select(Event)
+        .where(Event.seq > seq, Event.topic.in_(topics))
+        .order_by(Event.seq)
+        .limit(limit)
+    ).all()
+    oldest = session.scalar(select(func.min(Event.seq)))
+    # The log reaches back to `oldest`; anything between `seq` and it is gone.
+    gap = oldest is not None and seq + 1 < oldest and seq > 0
+    return Page([StoredEvent.from_row(row) for row in rows], gap=gap)
+
+
+def latest_seq(session: Session) -> int:
+    return session.scalar(select(func.max(Event.seq))) or 0
+
+
+# Deleting in slices keeps each transaction (and MySQL's undo log) small.
+PRUNE_SLICE = 10_000
+
+
+def prune(session: Session, max_age: timedelta | None, max_count: int | None) -> int:
+    """Delete events stored longer ago than ``max_age`` and beyond the newest ``max_count``."""
+    cutoffs = []
+    if max_age is not None:
+        too_old = select(func.max(Event.seq)).where(Event.stored_at < utcnow() - max_age)
+        cutoffs.append(session.scalar(too_old))
+    if max_count is not None:
+        beyond = select(Event.seq).order_by(Event.seq.desc()).offset(max_count).limit(1)
+        cutoffs.append(session.scalar(beyond))
+    cutoff = max((c for c in cutoffs if c is not None), default=None)
+    deleted = 0
+    oldest = session.scalar(select(func.min(Event.seq)))
+    while cutoff is not None and oldest is not None and oldest <= cutoff:
+        upper = min(oldest + PRUNE_SLICE - 1, cutoff)
+        deleted += session.execute(delete(Event).where(Event.seq <= upper)).rowcount or 0
+        session.commit()
+        oldest = upper + 1
+    session.commit()
+    return deleted
