@@ -6,6 +6,7 @@ from flask import Flask, Response, current_app, request
 from flask_login import current_user
 
 from .config import THEMES
+from .database import utcnow
 from .navigation import ACCOUNT_ITEMS, NAV_ITEMS
 
 THEME_COOKIE = "theme"
@@ -29,6 +30,7 @@ def register(app: Flask) -> None:
             "layout": current_app.config["UI_LAYOUT"],
             "app_name": current_app.config["APP_NAME"],
             "logo_text": current_app.config["BRAND_LOGO_TEXT"],
+            "current_year": utcnow().year,
         }
 
     @app.after_request

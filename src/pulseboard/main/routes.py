@@ -6,7 +6,7 @@ from flask import current_app, make_response, redirect, render_template, request
 from flask_login import current_user, login_required
 
 from ..config import THEMES
-from ..extensions import db
+from ..extensions import csrf, db
 from ..navigation import demo_page
 from ..safe_redirect import local_target
 from ..templating import THEME_COOKIE
@@ -69,8 +69,14 @@ def design_system():
 
 
 @bp.post("/theme")
+@csrf.exempt
 def set_theme():
-    """Remember a colour mode: on the account when signed in, in a cookie otherwise."""
+    """Remember a colour mode: on the account when signed in, in a cookie otherwise.
+
+    Exempt from CSRF so pages need no token (and anonymous visitors no session):
+    a forged request could only change a colour, and SameSite=Lax keeps the
+    session cookie off cross-site posts anyway.
+    """
     theme = request.form.get("theme", "")
     response = make_response(redirect(local_target(request.form.get("next"), "main.index")))
     if theme not in THEMES:

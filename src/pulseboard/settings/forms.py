@@ -1,7 +1,7 @@
 """Settings forms."""
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, RadioField, StringField
+from wtforms import BooleanField, RadioField, SelectChoice, StringField
 from wtforms.validators import InputRequired, Length
 
 from ..config import THEMES
@@ -14,6 +14,8 @@ class ProfileForm(FlaskForm):
 class PreferencesForm(FlaskForm):
     theme = RadioField(
         "Theme",
-        choices=[(t, t.capitalize() if t != "auto" else "Match my system") for t in THEMES],
+        choices=[
+            SelectChoice(t, "Match my system" if t == "auto" else t.capitalize()) for t in THEMES
+        ],
     )
     welcome_enabled = BooleanField("Show the welcome page when I sign in")
