@@ -102,13 +102,15 @@ class SocketIOListener:
         assert self._ready.wait(10), "listener could not connect"
 
     def _listen(self, broker_url: str) -> None:
-        with Connection(broker_url) as connection:
-            # Raw bodies: python-socketio publishes its JSON as text/plain.
-            with Consumer(connection, [self._queue], on_message=self._on_message):
-                self._ready.set()
-                while not self._stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        connection.drain_events(timeout=0.2)
+        # Raw bodies: python-socketio publishes its JSON as text/plain.
+        with (
+            Connection(broker_url) as connection,
+            Consumer(connection, [self._queue], on_message=self._on_message),
+        ):
+            self._ready.set()
+            while not self._stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    connection.drain_events(timeout=0.2)
 
     def _on_message(self, message) -> None:
         self.messages.append(json.loads(message.body))

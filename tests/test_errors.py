@@ -19,6 +19,7 @@ def test_unknown_api_path_answers_json(client):
 
 def test_an_exception_gives_the_styled_500_and_is_logged(make_app, caplog):
     app = make_app()
+    app.config["PROPAGATE_EXCEPTIONS"] = False  # behave as in production, not as a test
 
     @app.get("/explode")
     def explode():

@@ -29,7 +29,9 @@ def test_gunicorn_gevent_serves_pages_and_probes(server_env):
 
 
 def test_socketio_answers_over_polling_and_upgrades_to_websocket(server_env):
-    with gunicorn(server_env) as url:
+    port = free_port()
+    origin = f"http://127.0.0.1:{port}"
+    with gunicorn({**server_env, "PUBLIC_ORIGINS": origin}, port=port) as url:
         handshake = requests.get(f"{url}/socket.io/?EIO=4&transport=polling", timeout=5)
         assert handshake.status_code == 200
         assert handshake.text.startswith("0")
@@ -37,15 +39,17 @@ def test_socketio_answers_over_polling_and_upgrades_to_websocket(server_env):
         assert "websocket" in opened["upgrades"]
 
         # A real WebSocket: only a gevent worker with WebSocket support gets this far.
-        ws = websocket.create_connection(
-            f"ws://127.0.0.1:{url.rsplit(':', 1)[1]}/socket.io/?EIO=4&transport=websocket",
-            timeout=5,
-            origin=url,
-        )
+        ws_url = f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+        ws = websocket.create_connection(ws_url, timeout=5, origin=origin)
         try:
             assert ws.recv().startswith("0{")
         finally:
             ws.close()
+
+        # Another site's page may not open a socket here.
+        with pytest.raises(websocket.WebSocketBadStatusException) as refused:
+            websocket.create_connection(ws_url, timeout=5, origin="https://evil.example")
+        assert refused.value.status_code == 400
 
 
 def test_gunicorn_refuses_to_start_on_bad_configuration_and_names_the_variable(server_env):

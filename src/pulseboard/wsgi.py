@@ -18,7 +18,8 @@ try:
 except ConfigError as error:
     # One line naming the variable beats a traceback in the journal.
     print(f"pulseboard: configuration error: {error}", file=sys.stderr, flush=True)
-    sys.exit(78)  # EX_CONFIG
+    # 3 is gunicorn's "worker failed to boot": the master stops instead of respawning.
+    sys.exit(3)
 
 if app.config["BROKER_URL"].startswith("memory://"):
     # Embedded mode: the bus lives in this process, so the consumer must too.

@@ -80,6 +80,9 @@ def logout():
     if not LogoutForm().validate_on_submit():
         abort(400)
     logout_user()
+    # Delete the stored session and take a new id for whatever the browser keeps
+    # (the goodbye message); regenerate() skips an empty session, so clear after.
+    current_app.session_interface.regenerate(session)
     session.clear()
     flash("You are signed out.", "info")
     return redirect(url_for("main.index"))

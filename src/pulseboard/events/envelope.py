@@ -96,8 +96,10 @@ def parse(raw: bytes | str | dict, max_bytes: int = DEFAULT_MAX_BYTES) -> Envelo
             raise InvalidEnvelope("message is not UTF-8") from None
         try:
             data = json.loads(text, parse_constant=_reject_constant)
-        except ValueError as error:
+        except json.JSONDecodeError as error:
             raise InvalidEnvelope(f"message is not JSON ({error.msg} at {error.pos})") from None
+        except ValueError as error:
+            raise InvalidEnvelope(f"message is not JSON ({error})") from None
     if size > max_bytes:
         raise InvalidEnvelope(f"message is {size} bytes; the limit is {max_bytes}")
     if not isinstance(data, dict):

@@ -71,7 +71,10 @@ class Page:
 
 def store_batch(session: Session, envelopes: Sequence[Envelope]) -> list[StoredEvent]:
     """Insert new envelopes, skip ones already stored; return all of them by ``seq``."""
-    unique = list({envelope.id: envelope for envelope in reversed(envelopes)}.values())[::-1]
+    first_seen: dict[str, Envelope] = {}
+    for envelope in envelopes:
+        first_seen.setdefault(envelope.id, envelope)
+    unique = list(first_seen.values())
     if not unique:
         return []
     now = utcnow()

@@ -1,0 +1,147 @@
+"""The other producers: the CLI, the demo producer, and embedded mode end to end."""
+
+from __future__ import annotations
+
+import json
+import secrets
+
+import pytest
+import requests
+from kombu import Connection
+
+from pulseboard.config import load_config
+from pulseboard.events.demo import HostMetrics, run_demo
+from pulseboard.events.envelope import parse
+from pulseboard.events.producer import Producer
+from pulseboard.events.topology import Topology
+
+from .pipeline import EventLog, wait_for
+from .servers import base_env, gunicorn, run_cli
+
+
+@pytest.fixture
+def topology(rabbitmq_url):
+    topology = Topology(slug=f"pbt-{secrets.token_hex(4)}")
+    with Connection(rabbitmq_url) as connection:
+        topology.declare(connection.default_channel)
+    yield topology
+    with Connection(rabbitmq_url) as connection:
+        channel = connection.default_channel
+        for queue in (topology.queue, topology.dead_letter_queue):
+            channel.queue_delete(queue.name)
+        for exchange in (topology.exchange, topology.dead_letter_exchange):
+            channel.exchange_delete(exchange.name)
+
+
+def drain(rabbitmq_url, topology) -> list:
+    with Connection(rabbitmq_url) as connection:
+        queue = topology.queue.bind(connection.default_channel)
+        messages = []
+        while (message := queue.get(no_ack=True)) is not None:
+            messages.append(message)
+        return messages
+
+
+def test_cli_publish_puts_a_valid_event_on_the_exchange(rabbitmq_url, topology, tmp_path):
+    env = base_env(
+        APP_SLUG=topology.slug,
+        BROKER_URL=rabbitmq_url,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
+    )
+    result = run_cli(
+        "events",
+        "publish",
+        "--topic",
+        "market.ticks",
+        "--type",
+        "tick",
+        "--payload",
+        '{"price": 101.5}',
+        "--key",
+        "ACME",
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    [message] = drain(rabbitmq_url, topology)
+    envelope = parse(message.body)
+    assert envelope.id == result.stdout.strip()
+    assert envelope.payload == {"price": 101.5} and envelope.key == "ACME"
+    assert message.delivery_info["routing_key"] == "market.ticks"
+    assert message.properties["delivery_mode"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "error"),
+    [
+        (["--topic", "Bad Topic", "--type", "t"], "invalid event: topic"),
+        (["--topic", "market.ticks", "--type", "t", "--payload", "{nope"], "not JSON"),
+        (["--topic", "market.ticks", "--type", "t", "--payload", "[1]"], "payload must be"),
+    ],
+)
+def test_cli_publish_refuses_bad_input_clearly(rabbitmq_url, topology, tmp_path, args, error):
+    env = base_env(
+        APP_SLUG=topology.slug,
+        BROKER_URL=rabbitmq_url,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}",
+    )
+    result = run_cli("events", "publish", *args, env=env)
+    assert result.returncode != 0
+    assert error in result.stderr
+    assert "Traceback" not in result.stderr
+    assert drain(rabbitmq_url, topology) == []
+
+
+def test_demo_producer_emits_ticks_metrics_from_proc_and_notices(rabbitmq_url, topology):
+    config = load_config(base_env(APP_SLUG=topology.slug, BROKER_URL=rabbitmq_url))
+    producer = Producer.from_config(config)
+    try:
+        sent = run_demo(producer, rate=20, duration=1.5, symbols=["ACME", "GLOBX"], seed=1)
+    finally:
+        producer.close()
+    envelopes = [parse(message.body) for message in drain(rabbitmq_url, topology)]
+    assert len(envelopes) == sent
+    ticks = [e for e in envelopes if e.topic == "market.ticks"]
+    metrics = [e for e in envelopes if e.topic == "system.metrics"]
+    assert 20 <= len(ticks) <= 40
+    assert {e.key for e in ticks} <= {"ACME", "GLOBX"}
+    assert all(e.payload["bid"] <= e.payload["price"] <= e.payload["ask"] for e in ticks)
+    assert metrics and 0 <= metrics[0].payload["cpu_pct"] <= 100
+    assert metrics[0].payload["mem_total_mb"] > 0
+
+
+def test_host_metrics_come_from_proc():
+    reading = HostMetrics().read()
+    assert set(reading) == {"cpu_pct", "mem_used_mb", "mem_total_mb", "mem_pct", "load"}
+    assert len(reading["load"]) == 3
+
+
+def test_embedded_mode_runs_the_consumer_inside_the_web_process(tmp_path):
+    """memory:// bus and SQLite: an event posted to the API lands in the log, one process."""
+    database = tmp_path / "embedded.db"
+    env = base_env(
+        BROKER_URL="memory://", DATABASE_URL=f"sqlite:///{database}", TMPDIR=str(tmp_path)
+    )
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    created = run_cli("tokens", "create", "--name", "dev", "--topics", "*", env=env)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    log = EventLog(f"sqlite:///{database}")
+    try:
+        with gunicorn(env) as url:
+            response = requests.post(
+                f"{url}/api/v1/events",
+                data=json.dumps(
+                    [
+                        {"topic": "market.ticks", "type": "tick", "payload": {"n": n}}
+                        for n in range(3)
+                    ]
+                ),
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+                timeout=10,
+            )
+            assert response.status_code == 202, response.text
+            ids = response.json()["accepted"]
+            wait_for(lambda: log.count() == 3, 10, message="3 events in the log")
+        assert [row[1] for row in log.rows()] == ids
+    finally:
+        log.close()

@@ -1,0 +1,100 @@
+"""The event log on SQLite and on MariaDB: dedupe, order, replay queries, retention."""
+
+from dataclasses import replace
+from datetime import timedelta
+
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import select, update
+
+from pulseboard import create_app
+from pulseboard.database import utcnow
+from pulseboard.events import store
+from pulseboard.events.envelope import new_envelope
+from pulseboard.extensions import db
+from pulseboard.models import Event
+
+
+@pytest.fixture(params=["sqlite", "mysql"])
+def session(request, tmp_path):
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'log.db'}"
+    else:
+        url = request.getfixturevalue("mysql_url")
+    app = create_app({"APP_ENV": "test", "DATABASE_URL": url})
+    with app.app_context():
+        upgrade()
+        yield db.session
+        db.session.remove()
+        db.engine.dispose()
+
+
+def envelopes(count, topic="market.ticks", prefix="e"):
+    return [
+        replace(new_envelope(topic, "tick", {"n": n}, key=f"K{n % 3}"), id=f"{prefix}{n}")
+        for n in range(count)
+    ]
+
+
+def test_a_batch_is_stored_in_order_with_increasing_seq(session):
+    stored = store.store_batch(session, envelopes(5))
+    session.commit()
+    assert [event.id for event in stored] == ["e0", "e1", "e2", "e3", "e4"]
+    seqs = [event.seq for event in stored]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 5
+    assert stored[0].as_dict()["payload"] == {"n": 0}
+    assert stored[0].as_dict()["key"] == "K0"
+
+
+def test_a_redelivered_event_keeps_its_first_seq(session):
+    first = store.store_batch(session, envelopes(3))
+    session.commit()
+    again = store.store_batch(session, envelopes(3) + envelopes(1, prefix="new"))
+    session.commit()
+    assert {e.id: e.seq for e in again if e.id != "new0"} == {e.id: e.seq for e in first}
+    assert session.scalar(select(db.func.count(Event.seq))) == 4
+
+
+def test_duplicates_inside_one_batch_are_stored_once(session):
+    batch = envelopes(2)
+    stored = store.store_batch(session, [batch[0], batch[1], batch[0]])
+    session.commit()
+    assert [event.id for event in stored] == ["e0", "e1"]
+
+
+def test_events_since_returns_later_events_on_the_asked_topics_only(session):
+    ticks = store.store_batch(session, envelopes(4))
+    store.store_batch(session, envelopes(3, topic="system.metrics", prefix="m"))
+    session.commit()
+    page = store.events_since(session, ticks[1].seq, ["market.ticks"], limit=10)
+    assert [event.id for event in page.events] == ["e2", "e3"]
+    assert page.gap is False
+    limited = store.events_since(session, 0, ["market.ticks", "system.metrics"], limit=5)
+    assert len(limited.events) == 5
+    assert [e.seq for e in limited.events] == sorted(e.seq for e in limited.events)
+    assert store.events_since(session, 0, [], limit=5).events == []
+
+
+def test_pruning_by_count_keeps_the_newest(session):
+    stored = store.store_batch(session, envelopes(10))
+    session.commit()
+    assert store.prune(session, max_age=None, max_count=4) == 6
+    remaining = session.scalars(select(Event.event_id).order_by(Event.seq)).all()
+    assert remaining == ["e6", "e7", "e8", "e9"]
+    # A client that last saw e2 asks for more: e3..e5 are gone, and it is told so.
+    page = store.events_since(session, stored[2].seq, ["market.ticks"])
+    assert page.gap is True
+    assert [event.id for event in page.events] == ["e6", "e7", "e8", "e9"]
+    # A client that saw e6 lost nothing.
+    assert store.events_since(session, stored[6].seq, ["market.ticks"]).gap is False
+
+
+def test_pruning_by_age_removes_old_events_only(session):
+    store.store_batch(session, envelopes(6))
+    session.commit()
+    old = utcnow() - timedelta(days=8)
+    session.execute(update(Event).where(Event.event_id.in_(["e0", "e1"])).values(stored_at=old))
+    session.commit()
+    assert store.prune(session, max_age=timedelta(days=7), max_count=None) == 2
+    assert store.prune(session, max_age=timedelta(days=7), max_count=None) == 0
+    assert session.scalar(select(db.func.count(Event.seq))) == 4
