@@ -1,0 +1,139 @@
+"""The pages in a real Chromium, served by gunicorn's gevent worker as in production."""
+
+from __future__ import annotations
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from .browser import PageProblems, launch
+from .conftest import PASSWORD
+from .servers import base_env, gunicorn, run_cli
+
+pytestmark = pytest.mark.browser
+
+ANONYMOUS_PAGES = ["/", "/docs", "/pricing", "/design-system", "/auth/login", "/auth/register"]
+MEMBER_PAGES = ["/welcome", "/dashboard", "/live", "/profile", "/settings/", "/admin/"]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("site")
+    env = base_env(DATABASE_URL=f"sqlite:///{tmp / 'site.db'}", TMPDIR=str(tmp))
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    created = subprocess_input(
+        ["users", "create", "ada@example.com", "--admin", "--name", "Ada", "--password-stdin"],
+        env,
+    )
+    assert created.returncode == 0, created.stderr
+    with gunicorn(env) as url:
+        yield url
+
+
+def subprocess_input(args, env):
+    import subprocess
+    import sys
+
+    from .servers import PROJECT_ROOT
+
+    return subprocess.run(
+        [sys.executable, "-m", "pulseboard", *args],
+        input=PASSWORD + "\n",
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def sign_in(page, site):
+    page.goto(f"{site}/auth/login")
+    page.fill("input[name=email]", "ada@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form[action^='/auth/login'] button[type=submit]")
+    page.wait_for_load_state()
+
+
+def choose_theme_in_settings(page, value: str) -> None:
+    """Click the visible label, as a person would (the radio itself is styled away)."""
+    radio_id = page.locator(f"input[name=theme][value={value}]").get_attribute("id")
+    page.click(f"label[for={radio_id}]")
+    expect(page.locator(f"input[name=theme][value={value}]")).to_be_checked()
+
+
+def test_every_page_loads_without_csp_violations_or_script_errors(page, site):
+    problems = PageProblems(page)
+    for path in ANONYMOUS_PAGES:
+        assert page.goto(f"{site}{path}").status == 200, path
+    sign_in(page, site)
+    for path in MEMBER_PAGES:
+        assert page.goto(f"{site}{path}").status == 200, path
+        expect(page.locator("main, [role=main]").first).to_be_visible()
+    assert problems.messages == []
+
+
+def test_the_theme_switch_changes_and_remembers_the_colour_mode(page, site):
+    page.goto(f"{site}/docs")
+    page.locator(".theme-switch button[data-bs-toggle=dropdown]").first.click()
+    page.locator(".theme-switch button[name=theme][value=dark]").first.click()
+    page.wait_for_load_state()
+    assert page.url.endswith("/docs")
+    expect(page.locator("html")).to_have_attribute("data-bs-theme", "dark")
+    page.reload()
+    expect(page.locator("html")).to_have_attribute("data-bs-theme", "dark")
+
+
+def test_a_signed_in_users_theme_follows_them_to_another_browser(browser, site):
+    first = browser.new_context()
+    page = first.new_page()
+    sign_in(page, site)
+    page.goto(f"{site}/settings/")
+    choose_theme_in_settings(page, "dark")
+    page.locator("form[action='/settings/preferences'] button[type=submit]").click()
+    page.wait_for_load_state()
+    first.close()
+
+    second = browser.new_context()
+    page = second.new_page()
+    sign_in(page, site)
+    page.goto(f"{site}/dashboard")
+    expect(page.locator("html")).to_have_attribute("data-bs-theme", "dark")
+    # Put it back for the other tests of this module.
+    page.goto(f"{site}/settings/")
+    choose_theme_in_settings(page, "auto")
+    page.locator("form[action='/settings/preferences'] button[type=submit]").click()
+    second.close()
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_auto_theme_follows_the_system_preference(browser, site, scheme):
+    context = browser.new_context(color_scheme=scheme)
+    page = context.new_page()
+    page.goto(f"{site}/pricing")
+    expect(page.locator("html")).to_have_attribute("data-theme-pref", "auto")
+    expect(page.locator("html")).to_have_attribute("data-bs-theme", scheme)
+    context.close()
+
+
+def test_the_404_page_is_styled_in_the_browser(page, site):
+    response = page.goto(f"{site}/no/such/page")
+    assert response.status == 404
+    expect(page.get_by_text("Page not found").first).to_be_visible()
+    expect(page.locator("link[href*='bootstrap.min.css']")).to_have_count(1)
