@@ -1,0 +1,225 @@
+"""Consumer throughput beside raw kombu, measured in the same run.
+
+    python bench/consumer_throughput.py [--events 20000] [--runs 3]
+
+Needs RabbitMQ (BENCH_BROKER_URL, default amqp://guest:guest@127.0.0.1:5672//)
+and a MySQL-compatible server (BENCH_MYSQL_SERVER, default
+mysql+pymysql://root@127.0.0.1:3306).  Each run uses its own queues and its
+own database, removed afterwards.  It measures, on the same broker:
+
+* raw publish:   kombu publishes of the same envelopes (persistent, with confirms)
+* raw consume:   a plain kombu consumer that acknowledges each message
+* consumer:      Pulseboard's consumer from a pre-filled queue to Socket.IO's
+                 message queue, the event log on MySQL, counted by a listener
+
+and prints each rate, the consumer/raw-consume ratio, as a table and JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import statistics
+import sys
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pymysql
+from kombu import Connection, Consumer, Exchange, Producer, Queue
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from flask_migrate import upgrade  # noqa: E402
+
+from pulseboard import create_app  # noqa: E402
+from pulseboard.events.consumer import EventConsumer  # noqa: E402
+from pulseboard.events.emitter import Emitter  # noqa: E402
+from pulseboard.events.envelope import new_envelope  # noqa: E402
+from pulseboard.events.topology import Topology  # noqa: E402
+
+BROKER = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+MYSQL = os.environ.get("BENCH_MYSQL_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
+
+
+def bodies(count: int) -> list[tuple[str, bytes]]:
+    template = new_envelope("market.ticks", "tick", {"symbol": "ACME", "price": 101.25}, "ACME")
+    return [
+        ("market.ticks", replace(template, id=f"bench-{n:07d}").to_json()) for n in range(count)
+    ]
+
+
+def fill(queue_exchange: Exchange, messages, confirm: bool) -> float:
+    """Publish ``messages``; return the publish rate (messages/s)."""
+    options = {"confirm_publish": True} if confirm else {}
+    with Connection(BROKER, transport_options=options) as connection:
+        producer = Producer(connection)
+        started = time.perf_counter()
+        for routing_key, body in messages:
+            producer.publish(
+                body,
+                exchange=queue_exchange,
+                routing_key=routing_key,
+                content_type="application/json",
+                content_encoding="utf-8",
+                delivery_mode=2,
+            )
+        return len(messages) / (time.perf_counter() - started)
+
+
+def raw_consume(queue: Queue, count: int) -> float:
+    """Consume and acknowledge ``count`` messages one by one; return messages/s."""
+    received = 0
+
+    def on_message(message):
+        nonlocal received
+        received += 1
+        message.ack()
+
+    with Connection(BROKER) as connection:
+        with Consumer(connection, [queue], on_message=on_message, prefetch_count=1000):
+            connection.drain_events(timeout=5)
+            started = time.perf_counter()
+            first = received
+            while received < count:
+                connection.drain_events(timeout=5)
+            return (received - first) / (time.perf_counter() - started)
+
+
+class Listener(threading.Thread):
+    """Counts events reaching Socket.IO's fanout exchange (what web instances receive)."""
+
+    def __init__(self, channel: str):
+        super().__init__(daemon=True)
+        self.queue = Queue(
+            f"bench-listener.{channel}",
+            Exchange(channel, type="fanout", durable=False),
+            exclusive=True,
+            durable=False,
+        )
+        self.events = 0
+        self.ready = threading.Event()
+        self.stop = threading.Event()
+
+    def run(self):
+        def on_message(message):
+            self.events += len(json.loads(message.body)["data"][0])
+            message.ack()
+
+        with (
+            Connection(BROKER) as connection,
+            Consumer(connection, [self.queue], on_message=on_message),
+        ):
+            self.ready.set()
+            while not self.stop.is_set():
+                try:
+                    connection.drain_events(timeout=0.2)
+                except TimeoutError:
+                    pass
+
+
+def make_database() -> tuple[str, str]:
+    name = f"pb_bench_{secrets.token_hex(4)}"
+    connection = pymysql.connect(host="127.0.0.1", user="root")
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4")
+    connection.close()
+    return name, f"{MYSQL}/{name}?charset=utf8mb4"
+
+
+def drop_database(name: str) -> None:
+    connection = pymysql.connect(host="127.0.0.1", user="root")
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+    connection.close()
+
+
+def run_once(count: int) -> dict:
+    slug = f"bench-{secrets.token_hex(3)}"
+    database, url = make_database()
+    app = create_app(
+        {"APP_ENV": "test", "APP_SLUG": slug, "DATABASE_URL": url, "BROKER_URL": BROKER}
+    )
+    with app.app_context():
+        upgrade()
+    topology = Topology.from_config(app.config)
+    raw_queue = Queue(
+        f"{slug}.raw",
+        Exchange(f"{slug}.raw", type="topic", durable=True),
+        routing_key="#",
+        durable=True,
+    )
+    messages = bodies(count)
+    try:
+        with Connection(BROKER) as connection:
+            topology.declare(connection.default_channel)
+            raw_queue.bind(connection.default_channel).declare()
+        publish_rate = fill(raw_queue.exchange, messages, confirm=True)
+        consume_rate = raw_consume(raw_queue, count)
+
+        fill(topology.exchange, messages, confirm=False)
+        listener = Listener(topology.socketio_channel)
+        listener.start()
+        listener.ready.wait(10)
+        emitter = Emitter.over_message_queue(BROKER, topology.socketio_channel)
+        consumer = EventConsumer.from_app(app, emitter)
+        thread = threading.Thread(target=consumer.run, daemon=True)
+        started = time.perf_counter()
+        thread.start()
+        while listener.events < count:
+            time.sleep(0.005)
+            if time.perf_counter() - started > 300:
+                raise RuntimeError(f"only {listener.events} of {count} events emitted")
+        elapsed = time.perf_counter() - started
+        consumer.stop()
+        thread.join(10)
+        listener.stop.set()
+        consumer_rate = count / elapsed
+        return {
+            "events": count,
+            "raw_publish_confirmed_per_s": round(publish_rate),
+            "raw_consume_ack_per_s": round(consume_rate),
+            "consumer_per_s": round(consumer_rate),
+            "consumer_vs_raw_consume": round(consumer_rate / consume_rate, 2),
+            "batches": consumer.stats["batches"],
+            "mean_batch": round(consumer.stats["stored"] / max(1, consumer.stats["batches"]), 1),
+        }
+    finally:
+        with Connection(BROKER) as connection:
+            channel = connection.default_channel
+            for name in (topology.queue.name, topology.dead_letter_queue.name, raw_queue.name):
+                channel.queue_delete(name)
+            for name in (
+                topology.exchange.name,
+                topology.dead_letter_exchange.name,
+                raw_queue.exchange.name,
+            ):
+                channel.exchange_delete(name)
+        drop_database(database)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--events", type=int, default=20_000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    runs = [run_once(args.events) for _ in range(args.runs)]
+    keys = [
+        "raw_publish_confirmed_per_s",
+        "raw_consume_ack_per_s",
+        "consumer_per_s",
+        "consumer_vs_raw_consume",
+        "mean_batch",
+    ]
+    summary = {key: statistics.median(run[key] for run in runs) for key in keys}
+    print(f"{'measure (median of %d runs, %d events each)' % (args.runs, args.events):<48} value")
+    for key in keys:
+        print(f"{key:<48} {summary[key]}")
+    print(json.dumps({"runs": runs, "median": summary}))
+
+
+if __name__ == "__main__":
+    main()
