@@ -18,6 +18,7 @@ and prints each rate, the consumer/raw-consume ratio, as a table and JSON.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -33,13 +34,13 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from flask_migrate import upgrade  # noqa: E402
+from flask_migrate import upgrade
 
-from pulseboard import create_app  # noqa: E402
-from pulseboard.events.consumer import EventConsumer  # noqa: E402
-from pulseboard.events.emitter import Emitter  # noqa: E402
-from pulseboard.events.envelope import new_envelope  # noqa: E402
-from pulseboard.events.topology import Topology  # noqa: E402
+from pulseboard import create_app
+from pulseboard.events.consumer import EventConsumer
+from pulseboard.events.emitter import Emitter
+from pulseboard.events.envelope import new_envelope
+from pulseboard.events.topology import Topology
 
 BROKER = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 MYSQL = os.environ.get("BENCH_MYSQL_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
@@ -79,14 +80,16 @@ def raw_consume(queue: Queue, count: int) -> float:
         received += 1
         message.ack()
 
-    with Connection(BROKER) as connection:
-        with Consumer(connection, [queue], on_message=on_message, prefetch_count=1000):
+    with (
+        Connection(BROKER) as connection,
+        Consumer(connection, [queue], on_message=on_message, prefetch_count=1000),
+    ):
+        connection.drain_events(timeout=5)
+        started = time.perf_counter()
+        first = received
+        while received < count:
             connection.drain_events(timeout=5)
-            started = time.perf_counter()
-            first = received
-            while received < count:
-                connection.drain_events(timeout=5)
-            return (received - first) / (time.perf_counter() - started)
+        return (received - first) / (time.perf_counter() - started)
 
 
 class Listener(threading.Thread):
@@ -115,10 +118,8 @@ class Listener(threading.Thread):
         ):
             self.ready.set()
             while not self.stop.is_set():
-                try:
+                with contextlib.suppress(TimeoutError):
                     connection.drain_events(timeout=0.2)
-                except TimeoutError:
-                    pass
 
 
 def make_database() -> tuple[str, str]:
@@ -215,7 +216,8 @@ def main() -> None:
         "mean_batch",
     ]
     summary = {key: statistics.median(run[key] for run in runs) for key in keys}
-    print(f"{'measure (median of %d runs, %d events each)' % (args.runs, args.events):<48} value")
+    title = f"measure (median of {args.runs} runs, {args.events} events each)"
+    print(f"{title:<48} value")
     for key in keys:
         print(f"{key:<48} {summary[key]}")
     print(json.dumps({"runs": runs, "median": summary}))
