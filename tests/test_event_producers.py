@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
 
 import pytest
 import requests
@@ -16,7 +17,7 @@ from pulseboard.events.producer import Producer
 from pulseboard.events.topology import Topology
 
 from .pipeline import EventLog, wait_for
-from .servers import base_env, gunicorn, run_cli
+from .servers import VENV_BIN, base_env, gunicorn, run_cli
 
 
 @pytest.fixture
@@ -145,3 +146,27 @@ def test_embedded_mode_runs_the_consumer_inside_the_web_process(tmp_path):
         assert [row[1] for row in log.rows()] == ids
     finally:
         log.close()
+
+
+def test_the_consumer_script_explains_what_is_wrong_instead_of_starting(tmp_path):
+    script = str(VENV_BIN / "pulseboard-consumer")
+    embedded = subprocess.run(
+        [script],
+        env=base_env(BROKER_URL="memory://", DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert embedded.returncode != 0
+    assert "runs inside the web process" in embedded.stderr
+    misconfigured = subprocess.run(
+        [script],
+        env=base_env(UI_LAYOUT="floating"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert misconfigured.returncode == 78
+    assert "configuration error: UI_LAYOUT" in misconfigured.stderr

@@ -26,7 +26,7 @@ from .servers import base_env, run_cli
 class Pipeline:
     """One isolated pipeline: its own slug (so its own queues) and its own database."""
 
-    def __init__(self, mysql_url: str, rabbitmq_url: str, tmp_path):
+    def __init__(self, mysql_url: str, rabbitmq_url: str, tmp_path, **settings: str):
         self.slug = f"pbt-{secrets.token_hex(4)}"
         self.broker_url = rabbitmq_url
         self.env = base_env(
@@ -35,6 +35,7 @@ class Pipeline:
             BROKER_URL=rabbitmq_url,
             TMPDIR=str(tmp_path),
             CONSUMER_BATCH_WAIT_MS="20",
+            **settings,
         )
         migrated = run_cli("db", "upgrade", env=self.env)
         assert migrated.returncode == 0, migrated.stderr
@@ -288,3 +289,34 @@ def test_sigterm_finishes_the_batch_in_hand_and_exits_cleanly(pipeline):
     pipeline.start_consumer()
     wait_for(lambda: pipeline.log.count() >= 3000, 120, interval=0.5, message="3000 stored")
     assert_log_holds_exactly(pipeline, result["ids"])
+
+
+def test_quorum_queue_with_single_active_consumer_for_clusters(mysql_url, rabbitmq_url, tmp_path):
+    pipeline = Pipeline(
+        mysql_url,
+        rabbitmq_url,
+        tmp_path,
+        EVENT_QUEUE_TYPE="quorum",
+        EVENT_SINGLE_ACTIVE_CONSUMER="1",
+    )
+    try:
+        first = pipeline.start_consumer()
+        standby = pipeline.start_consumer()  # connects, then waits its turn
+        producer = pipeline.producer()
+        ids = [producer.publish("market.ticks", "tick", {"n": n}) for n in range(20)]
+        producer.close()
+        wait_for(lambda: pipeline.log.count() == 20, 20, message="20 stored")
+        assert_log_holds_exactly(pipeline, ids)
+        with Connection(rabbitmq_url) as connection:
+            declared = pipeline.topology.queue.bind(connection.default_channel)
+            declared.queue_declare(passive=True)  # exists, with the quorum arguments
+        # Only one of the two read: the standby stored nothing.
+        assert "0 stored" in stop_and_read(standby) or "0 stored" in stop_and_read(first)
+    finally:
+        pipeline.close()
+
+
+def stop_and_read(consumer: ConsumerProcess) -> str:
+    os.killpg(consumer.process.pid, signal.SIGTERM)
+    consumer.process.wait(15)
+    return consumer.output()

@@ -132,7 +132,9 @@ class EventConsumer:
         )
 
     def _where(self) -> str:
-        return Connection(self.broker_url).as_uri()
+        if self.broker_url.startswith("memory://"):
+            return "the in-process bus"
+        return Connection(self.broker_url).as_uri()  # password masked
 
     def _run_connected(self, backoff: Backoff) -> None:
         transport_options = {"confirm_publish": True}
