@@ -55,7 +55,12 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
 def configure_logging(app: Flask) -> None:
     level = app.config["LOG_LEVEL"]
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        # stdout: journald keeps it under systemd, and a terminal shows it as is.
+        logging.basicConfig(
+            level=level,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+            stream=sys.stdout,
+        )
     logging.getLogger("pulseboard").setLevel(level)
     app.logger.setLevel(level)
 
