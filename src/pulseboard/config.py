@@ -16,6 +16,8 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .auth.provider_config import load_oauth_config
+
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 ENVIRONMENTS = ("development", "test", "production")
@@ -222,6 +224,13 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         # Accounts
         "AUTH_PASSWORD_ENABLED": read.bool("AUTH_PASSWORD_ENABLED", True),
         "AUTH_EMAIL_VERIFICATION": read.bool("AUTH_EMAIL_VERIFICATION", True),
+        # Changing email, password or linked accounts needs a sign-in this recent.
+        "AUTH_FRESH_MINUTES": read.int("AUTH_FRESH_MINUTES", 10, minimum=1),
+        "AUTH_LINK_HOURS": read.int("AUTH_LINK_HOURS", 24, minimum=1),
+        "AUTH_RESET_MINUTES": read.int("AUTH_RESET_MINUTES", 30, minimum=1),
+        "AUTH_RATE_LIMIT": read.str("AUTH_RATE_LIMIT", "10/minute;60/hour"),
+        **load_oauth_config(read),
+        **_mail_config(read, app_env),
         # Interface
         "UI_LAYOUT": read.choice("UI_LAYOUT", LAYOUTS, "both"),
         "UI_DEFAULT_THEME": read.choice("UI_DEFAULT_THEME", THEMES, "auto"),
@@ -284,6 +293,24 @@ def _broker_url(read: _Reader, app_env: str) -> str:
     if not re.match(r"^(amqps?|pyamqp|memory)://", url):
         raise ConfigError(f"BROKER_URL must start with amqp://, amqps:// or memory://, not {url!r}")
     return url
+
+
+def _mail_config(read: _Reader, app_env: str) -> dict:
+    server = read.str("MAIL_SERVER")
+    use_ssl = read.bool("MAIL_USE_SSL", False)
+    return {
+        # No server: mail is written to the log (development), never silently dropped.
+        "MAIL_SERVER": server,
+        "MAIL_PORT": read.int("MAIL_PORT", 465 if use_ssl else 587, minimum=1, maximum=65535),
+        "MAIL_USE_TLS": read.bool("MAIL_USE_TLS", not use_ssl and app_env == "production"),
+        "MAIL_USE_SSL": use_ssl,
+        "MAIL_USERNAME": read.str("MAIL_USERNAME"),
+        "MAIL_PASSWORD": read.str("MAIL_PASSWORD"),
+        "MAIL_DEFAULT_SENDER": read.str(
+            "MAIL_DEFAULT_SENDER", f"no-reply@{read.str('APP_DOMAIN', 'localhost')}"
+        ),
+        "MAIL_TIMEOUT": read.float("MAIL_TIMEOUT", 10.0, minimum=1.0),
+    }
 
 
 def _retention_age(read: _Reader) -> timedelta | None:

@@ -3,29 +3,21 @@
 from __future__ import annotations
 
 from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_required, login_user, logout_user
+from flask_login import current_user, login_required, logout_user
 from sqlalchemy import func, select
 
-from ..database import utcnow
 from ..extensions import db
 from ..models import User
 from ..safe_redirect import local_target
 from . import bp
 from .forms import LoginForm, LogoutForm, RegisterForm
 from .passwords import hash_password, needs_rehash, verify_password
+from .session_control import start_session
 
 
 def password_auth_enabled() -> None:
     if not current_app.config["AUTH_PASSWORD_ENABLED"]:
         abort(404)
-
-
-def start_session(user: User) -> None:
-    """Sign ``user`` in on a fresh session id, so a planted id is worth nothing."""
-    current_app.session_interface.regenerate(session)
-    login_user(user)
-    user.last_login_at = utcnow()
-    db.session.commit()
 
 
 def find_user_by_email(email: str) -> User | None:
@@ -46,7 +38,7 @@ def login():
         else:
             if needs_rehash(user.password_hash):
                 user.password_hash = hash_password(form.password.data)
-            start_session(user)
+            start_session(user, "password")
             return redirect(local_target(form.next.data, "main.index"))
     return render_template("auth/login.html", form=form)
 
@@ -68,7 +60,7 @@ def register():
             )
             db.session.add(user)
             db.session.commit()
-            start_session(user)
+            start_session(user, "password")
             flash(f"Welcome, {user.display_name}.", "success")
             return redirect(url_for("main.index"))
     return render_template("auth/register.html", form=form)

@@ -1,0 +1,53 @@
+"""Starting, listing and ending a user's server-side sessions."""
+
+from __future__ import annotations
+
+import time
+
+from flask import current_app, session
+from flask_login import login_user
+from sqlalchemy import delete, select
+
+from ..database import utcnow
+from ..extensions import db
+from ..models import ServerSession, User
+
+# Session keys of our own (Flask-Login keeps "_user_id" and friends).
+AUTH_AT = "auth_at"  # when the user last proved who they are (epoch seconds)
+AUTH_METHOD = "auth_method"  # "password" or an OAuth provider's name
+
+
+def start_session(user: User, method: str) -> None:
+    """Sign ``user`` in on a fresh session id, so a planted id is worth nothing."""
+    current_app.session_interface.regenerate(session)
+    login_user(user)
+    mark_fresh(method)
+    user.last_login_at = utcnow()
+    db.session.commit()
+
+
+def mark_fresh(method: str) -> None:
+    session[AUTH_AT] = int(time.time())
+    session[AUTH_METHOD] = method
+
+
+def current_store_id() -> str:
+    return current_app.session_interface._get_store_id(session.sid)
+
+
+def sessions_of(user_id: int) -> list[ServerSession]:
+    return db.session.scalars(
+        select(ServerSession)
+        .where(ServerSession.user_id == user_id, ServerSession.expiry > utcnow())
+        .order_by(ServerSession.last_seen_at.desc())
+    ).all()
+
+
+def end_sessions(user_id: int, keep_current: bool = False) -> int:
+    """Delete a user's server-side sessions (all, or all but this one); return how many."""
+    statement = delete(ServerSession).where(ServerSession.user_id == user_id)
+    if keep_current:
+        statement = statement.where(ServerSession.session_id != current_store_id())
+    count = db.session.execute(statement).rowcount or 0
+    db.session.commit()
+    return count
