@@ -18,6 +18,7 @@ import pytest
 
 from pulseboard import create_app
 from pulseboard.auth.passwords import hash_password
+from pulseboard.database import utcnow
 from pulseboard.extensions import db
 from pulseboard.models import User
 
@@ -133,6 +134,7 @@ def runner(app):
 @pytest.fixture
 def make_user(app):
     def create(email="ada@example.com", name="Ada", admin=False, **fields):
+        fields.setdefault("email_verified_at", utcnow())
         with app.app_context():
             user = User(
                 email=email,

@@ -56,7 +56,12 @@ def test_production_cookie_is_secure_and_host_prefixed(make_app, make_user):
         from pulseboard.models import User
 
         db.session.add(
-            User(email="p@example.com", display_name="P", password_hash=hash_password(PASSWORD))
+            User(
+                email="p@example.com",
+                display_name="P",
+                password_hash=hash_password(PASSWORD),
+                email_verified_at=utcnow(),
+            )
         )
         db.session.commit()
     response = client.post(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Mapping
 
 from dotenv import load_dotenv
@@ -16,6 +15,8 @@ from .database import configure_engine
 from .extensions import csrf, db, limiter, login_manager, migrate, socketio
 
 __all__ = ["ConfigError", "create_app"]
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def create_app(config: Mapping[str, str] | None = None) -> Flask:
@@ -55,12 +56,8 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
 def configure_logging(app: Flask) -> None:
     level = app.config["LOG_LEVEL"]
     if not logging.getLogger().handlers:
-        # stdout: journald keeps it under systemd, and a terminal shows it as is.
-        logging.basicConfig(
-            level=level,
-            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-            stream=sys.stdout,
-        )
+        # stderr, so a command's own output (an id, a token) stays clean on stdout.
+        logging.basicConfig(level=level, format=LOG_FORMAT)
     logging.getLogger("pulseboard").setLevel(level)
     app.logger.setLevel(level)
 

@@ -1,4 +1,4 @@
-"""Sign-in and sign-up forms (CSRF-protected by Flask-WTF)."""
+"""Account forms (CSRF-protected by Flask-WTF)."""
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
@@ -7,15 +7,11 @@ from wtforms.validators import Email, EqualTo, InputRequired, Length
 from .passwords import MAX_LENGTH, MIN_LENGTH
 
 
-class LoginForm(FlaskForm):
-    email = EmailField("Email", validators=[InputRequired(), Email(), Length(max=254)])
-    password = PasswordField("Password", validators=[InputRequired(), Length(max=MAX_LENGTH)])
-    next = HiddenField()
+def email_field(label="Email"):
+    return EmailField(label, validators=[InputRequired(), Email(), Length(max=254)])
 
 
-class RegisterForm(FlaskForm):
-    display_name = StringField("Name", validators=[InputRequired(), Length(min=1, max=100)])
-    email = EmailField("Email", validators=[InputRequired(), Email(), Length(max=254)])
+def new_password_fields():
     password = PasswordField(
         "Password",
         validators=[InputRequired(), Length(min=MIN_LENGTH, max=MAX_LENGTH)],
@@ -25,7 +21,37 @@ class RegisterForm(FlaskForm):
         "Repeat password",
         validators=[InputRequired(), EqualTo("password", message="The passwords differ.")],
     )
+    return password, confirm
+
+
+class LoginForm(FlaskForm):
+    email = email_field()
+    password = PasswordField("Password", validators=[InputRequired(), Length(max=MAX_LENGTH)])
+    next = HiddenField()
+
+
+class RegisterForm(FlaskForm):
+    display_name = StringField("Name", validators=[InputRequired(), Length(min=1, max=100)])
+    email = email_field()
+    password, confirm = new_password_fields()
     accept = BooleanField("I accept the terms of use", validators=[InputRequired()])
+
+
+class EmailOnlyForm(FlaskForm):
+    """Forgot password, resend verification: only an address."""
+
+    email = email_field()
+
+
+class ResetPasswordForm(FlaskForm):
+    password, confirm = new_password_fields()
+
+
+class ReauthenticateForm(FlaskForm):
+    password = PasswordField(
+        "Current password", validators=[InputRequired(), Length(max=MAX_LENGTH)]
+    )
+    next = HiddenField()
 
 
 class LogoutForm(FlaskForm):

@@ -1,4 +1,10 @@
-"""Email and password sign-in, sign-up and sign-out."""
+"""Email and password: sign up, verify, sign in, reset, confirm, sign out.
+
+No answer here tells a visitor whether an address has an account: unknown
+addresses get the same message (and the same password-hashing delay) as known
+ones, and a sign-up with a taken address looks like any other sign-up while
+the owner gets a note by mail.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +12,49 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user, login_required, logout_user
 from sqlalchemy import func, select
 
-from ..extensions import db
+from ..database import utcnow
+from ..extensions import db, limiter
 from ..models import User
 from ..safe_redirect import local_target
 from . import bp
-from .forms import LoginForm, LogoutForm, RegisterForm
+from .email import send_mail
+from .forms import (
+    EmailOnlyForm,
+    LoginForm,
+    LogoutForm,
+    ReauthenticateForm,
+    RegisterForm,
+    ResetPasswordForm,
+)
+from .links import RESET, VERIFY, LinkError, make_link_token, user_for_link
 from .passwords import hash_password, needs_rehash, verify_password
-from .session_control import start_session
+from .session_control import end_sessions, mark_fresh, start_session
 
 
-def password_auth_enabled() -> None:
+def auth_rate_limit():
+    return limiter.limit(lambda: current_app.config["AUTH_RATE_LIMIT"], methods=["POST"])
+
+
+def require_password_auth() -> None:
     if not current_app.config["AUTH_PASSWORD_ENABLED"]:
         abort(404)
 
 
 def find_user_by_email(email: str) -> User | None:
-    return db.session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+    return db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+
+
+def send_verification(user: User) -> None:
+    link = url_for("auth.verify_email", token=make_link_token(user, VERIFY), _external=True)
+    send_mail(user.email, "Confirm your email", "verify", user=user, link=link)
+
+
+def verification_pending(user: User) -> bool:
+    return current_app.config["AUTH_EMAIL_VERIFICATION"] and user.email_verified_at is None
 
 
 @bp.route("/login", methods=["GET", "POST"])
+@auth_rate_limit()
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))
@@ -35,6 +65,9 @@ def login():
         if user is None or not password_ok or user.disabled:
             # One message for every failure: it must not tell whether the email exists.
             flash("Wrong email or password.", "danger")
+        elif verification_pending(user):
+            send_verification(user)
+            flash("Confirm your email address first: we have sent you a new link.", "warning")
         else:
             if needs_rehash(user.password_hash):
                 user.password_hash = hash_password(form.password.data)
@@ -44,26 +77,117 @@ def login():
 
 
 @bp.route("/register", methods=["GET", "POST"])
+@auth_rate_limit()
 def register():
-    password_auth_enabled()
+    require_password_auth()
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))
     form = RegisterForm()
+    if not form.validate_on_submit():
+        return render_template("auth/register.html", form=form)
+    existing = find_user_by_email(form.email.data)
+    if existing is not None:
+        hash_password(form.password.data)  # the same work as a real sign-up
+        send_mail(
+            existing.email,
+            "Someone tried to sign up with your address",
+            "already_registered",
+            user=existing,
+            login_link=url_for("auth.login", _external=True),
+            forgot_link=url_for("auth.forgot_password", _external=True),
+        )
+        return render_template("auth/check_email.html", email=form.email.data)
+    user = User(
+        email=form.email.data.strip().lower(),
+        display_name=form.display_name.data.strip(),
+        password_hash=hash_password(form.password.data),
+    )
+    db.session.add(user)
+    db.session.commit()
+    if current_app.config["AUTH_EMAIL_VERIFICATION"]:
+        send_verification(user)
+        return render_template("auth/check_email.html", email=user.email)
+    start_session(user, "password")
+    flash(f"Welcome, {user.display_name}.", "success")
+    return redirect(url_for("main.index"))
+
+
+@bp.get("/verify/<token>")
+@limiter.limit(lambda: current_app.config["AUTH_RATE_LIMIT"])
+def verify_email(token: str):
+    try:
+        user = user_for_link(token, VERIFY)
+    except LinkError as error:
+        flash(str(error), "danger")
+        return redirect(url_for("auth.resend_verification"))
+    user.email_verified_at = utcnow()
+    db.session.commit()
+    flash("Your email address is confirmed. You can sign in now.", "success")
+    return redirect(url_for("main.index" if current_user.is_authenticated else "auth.login"))
+
+
+@bp.route("/verify", methods=["GET", "POST"])
+@auth_rate_limit()
+def resend_verification():
+    form = EmailOnlyForm()
     if form.validate_on_submit():
-        if find_user_by_email(form.email.data) is not None:
-            form.email.errors.append("That email cannot be used. Sign in instead?")
-        else:
-            user = User(
-                email=form.email.data.strip().lower(),
-                display_name=form.display_name.data.strip(),
-                password_hash=hash_password(form.password.data),
+        user = find_user_by_email(form.email.data)
+        if user is not None and not user.disabled and user.email_verified_at is None:
+            send_verification(user)
+        return render_template("auth/check_email.html", email=form.email.data)
+    return render_template("auth/resend.html", form=form)
+
+
+@bp.route("/forgot", methods=["GET", "POST"])
+@auth_rate_limit()
+def forgot_password():
+    require_password_auth()
+    form = EmailOnlyForm()
+    if form.validate_on_submit():
+        user = find_user_by_email(form.email.data)
+        if user is not None and not user.disabled:
+            link = url_for(
+                "auth.reset_password", token=make_link_token(user, RESET), _external=True
             )
-            db.session.add(user)
-            db.session.commit()
-            start_session(user, "password")
-            flash(f"Welcome, {user.display_name}.", "success")
-            return redirect(url_for("main.index"))
-    return render_template("auth/register.html", form=form)
+            send_mail(user.email, "Reset your password", "reset", user=user, link=link)
+        return render_template("auth/check_email.html", email=form.email.data, reset=True)
+    return render_template("auth/forgot.html", form=form)
+
+
+@bp.route("/reset/<token>", methods=["GET", "POST"])
+@auth_rate_limit()
+def reset_password(token: str):
+    require_password_auth()
+    try:
+        user = user_for_link(token, RESET)
+    except LinkError as error:
+        flash(str(error), "danger")
+        return redirect(url_for("auth.forgot_password"))
+    form = ResetPasswordForm()
+    if form.validate_on_submit():
+        user.password_hash = hash_password(form.password.data)
+        # Proving control of the mailbox also proves the address.
+        user.email_verified_at = user.email_verified_at or utcnow()
+        db.session.commit()
+        end_sessions(user.id)  # whoever knew the old password is out
+        flash("Your password is changed. Sign in with the new one.", "success")
+        return redirect(url_for("auth.login"))
+    return render_template("auth/reset.html", form=form)
+
+
+@bp.route("/confirm", methods=["GET", "POST"])
+@login_required
+@auth_rate_limit()
+def reauthenticate():
+    """Prove it is still you before a sensitive change (fresh login)."""
+    form = ReauthenticateForm(next=request.args.get("next", ""))
+    target = local_target(form.next.data, "settings.index")
+    if form.validate_on_submit():
+        if verify_password(current_user.password_hash, form.password.data):
+            mark_fresh("password")
+            return redirect(target)
+        flash("That password is not right.", "danger")
+    return render_template("auth/reauthenticate.html", form=form, next=target)
 
 
 @bp.post("/logout")

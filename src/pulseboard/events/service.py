@@ -30,6 +30,7 @@ def run_service(app) -> None:
             "BROKER_URL is memory://: the consumer runs inside the web process. "
             "Set BROKER_URL=amqp://… to run it as a service."
         )
+    log_to_stdout()
     emitter = Emitter.over_message_queue(app.config["BROKER_URL"], app.config["SOCKETIO_CHANNEL"])
     consumer = EventConsumer.from_app(app, emitter)
 
@@ -40,6 +41,19 @@ def run_service(app) -> None:
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     consumer.run()
+
+
+def log_to_stdout() -> None:
+    """A service logs its lifecycle to stdout, one line each (journald under systemd)."""
+    from .. import LOG_FORMAT
+
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+            root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root.addHandler(handler)
 
 
 def start_embedded(app) -> EventConsumer:

@@ -1,0 +1,50 @@
+"""Account mail: verification, password reset, and "someone used your address".
+
+Sent over SMTP (``MAIL_*`` settings).  Without ``MAIL_SERVER`` (development)
+the message is written to the log instead, links included, so nothing is
+silently dropped; in production a missing MAIL_SERVER is logged as an error.
+"""
+
+from __future__ import annotations
+
+import logging
+import smtplib
+import ssl
+from email.message import EmailMessage
+
+from flask import current_app, render_template
+
+log = logging.getLogger(__name__)
+
+
+def send_mail(to: str, subject: str, template: str, **context) -> None:
+    config = current_app.config
+    message = EmailMessage()
+    message["From"] = config["MAIL_DEFAULT_SENDER"]
+    message["To"] = to
+    message["Subject"] = f"{subject} · {config['APP_NAME']}"
+    message.set_content(render_template(f"email/{template}.txt", **context))
+    if not config["MAIL_SERVER"]:
+        level = logging.ERROR if config["APP_ENV"] == "production" else logging.INFO
+        log.log(level, "MAIL_SERVER is not set; mail to %s follows:\n%s", to, message)
+        return
+    try:
+        _deliver(message, config)
+    except (OSError, smtplib.SMTPException) as error:
+        # The visitor sees the same page either way; the operator sees this.
+        log.error("could not send %r to %s: %s", subject, to, error)
+
+
+def _deliver(message: EmailMessage, config) -> None:
+    host, port, timeout = config["MAIL_SERVER"], config["MAIL_PORT"], config["MAIL_TIMEOUT"]
+    context = ssl.create_default_context()
+    if config["MAIL_USE_SSL"]:
+        smtp = smtplib.SMTP_SSL(host, port, timeout=timeout, context=context)
+    else:
+        smtp = smtplib.SMTP(host, port, timeout=timeout)
+    with smtp:
+        if config["MAIL_USE_TLS"] and not config["MAIL_USE_SSL"]:
+            smtp.starttls(context=context)
+        if config["MAIL_USERNAME"]:
+            smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"] or "")
+        smtp.send_message(message)
