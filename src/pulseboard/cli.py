@@ -64,6 +64,18 @@ def promote_user(email: str, revoke: bool) -> None:
     click.echo(f"{email} is {'no longer' if revoke else 'now'} an admin")
 
 
+@users_cli.command("disable")
+@click.argument("email")
+@click.option("--enable", is_flag=True, help="Enable the account again instead.")
+def disable_user(email: str, enable: bool) -> None:
+    """Disable an account (ending its sessions), or with --enable restore it."""
+    from .auth.session_control import set_disabled
+
+    user = _user_by_email(email)
+    set_disabled(user, not enable)
+    click.echo(f"{email} is {'enabled' if enable else 'disabled; its sessions are ended'}")
+
+
 class ConfigurationProblem(click.ClickException):
     exit_code = 78  # EX_CONFIG: systemd and shells see "fix the configuration"
 

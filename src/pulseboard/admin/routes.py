@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import abort, render_template
+from flask import abort, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
+from ..auth.session_control import set_disabled
 from ..extensions import db
 from ..models import Event, User
+from ..settings.forms import ConfirmForm
 from . import bp
 
 
@@ -35,3 +37,20 @@ def index():
         "events": db.session.scalar(select(func.count(Event.seq))),
     }
     return render_template("admin/index.html", users=users, stats=stats)
+
+
+@bp.post("/users/<int:user_id>/disabled")
+@admin_required
+def set_user_disabled(user_id: int):
+    if not ConfirmForm().validate_on_submit():
+        abort(400)
+    user = db.session.get(User, user_id)
+    if user is None:
+        abort(404)
+    if user.id == current_user.id:
+        flash("You cannot disable your own account.", "danger")
+        return redirect(url_for("admin.index"))
+    disable = request.form.get("disabled") == "1"
+    set_disabled(user, disable)
+    flash(f"{user.display_name} is {'disabled' if disable else 'enabled again'}.", "success")
+    return redirect(url_for("admin.index"))

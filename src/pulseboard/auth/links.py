@@ -20,6 +20,7 @@ from ..models import User
 
 VERIFY = "verify-email"
 RESET = "reset-password"
+CHANGE_EMAIL = "change-email"
 
 
 class LinkError(ValueError):
@@ -38,8 +39,9 @@ def _fingerprint(user: User, purpose: str) -> str:
     return hashlib.sha256(state.encode()).hexdigest()[:24]
 
 
-def make_link_token(user: User, purpose: str) -> str:
-    return _serializer(purpose).dumps({"uid": user.id, "fp": _fingerprint(user, purpose)})
+def make_link_token(user: User, purpose: str, **extra: str) -> str:
+    payload = {**extra, "uid": user.id, "fp": _fingerprint(user, purpose)}
+    return _serializer(purpose).dumps(payload)
 
 
 def _max_age(purpose: str) -> timedelta:
@@ -50,6 +52,11 @@ def _max_age(purpose: str) -> timedelta:
 
 def user_for_link(token: str, purpose: str) -> User:
     """The user a valid, unused link was made for; ``LinkError`` otherwise."""
+    return read_link(token, purpose)[0]
+
+
+def read_link(token: str, purpose: str) -> tuple[User, dict]:
+    """The user and the data of a valid, unused link; ``LinkError`` otherwise."""
     try:
         data = _serializer(purpose).loads(token, max_age=_max_age(purpose).total_seconds())
     except SignatureExpired:
@@ -59,4 +66,4 @@ def user_for_link(token: str, purpose: str) -> User:
     user = db.session.get(User, data.get("uid")) if isinstance(data, dict) else None
     if user is None or data.get("fp") != _fingerprint(user, purpose):
         raise LinkError("This link has already been used. Ask for a new one if you need it.")
-    return user
+    return user, data

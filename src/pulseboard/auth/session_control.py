@@ -51,3 +51,11 @@ def end_sessions(user_id: int, keep_current: bool = False) -> int:
     count = db.session.execute(statement).rowcount or 0
     db.session.commit()
     return count
+
+
+def set_disabled(user: User, disabled: bool) -> None:
+    """Disable (or enable) an account; a disabled one loses every session at once."""
+    user.disabled = disabled
+    db.session.commit()
+    if disabled:
+        end_sessions(user.id)

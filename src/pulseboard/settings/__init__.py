@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("settings", __name__, url_prefix="/settings")
 
-from . import routes  # noqa: E402,F401  (routes attach to bp)
+from . import routes, security  # noqa: E402,F401  (routes attach to bp)
