@@ -18,7 +18,7 @@ class Mailbox:
     def __init__(self):
         self.messages: list[Message] = []
 
-    async def handle_DATA(self, server, session, envelope):  # noqa: N802 - aiosmtpd's name
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd calls it by this name
         self.messages.append(email.message_from_bytes(envelope.content))
         return "250 OK"
 

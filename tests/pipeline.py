@@ -16,6 +16,32 @@ from sqlalchemy import create_engine, text
 from .servers import PROJECT_ROOT, stop
 
 
+@contextlib.contextmanager
+def declared_topology(broker_url: str, topology):
+    """Declare a test's own exchanges and queues on the real broker; delete them after."""
+    with Connection(broker_url) as connection:
+        topology.declare(connection.default_channel)
+    try:
+        yield topology
+    finally:
+        with Connection(broker_url) as connection:
+            channel = connection.default_channel
+            for queue in (topology.queue, topology.dead_letter_queue):
+                channel.queue_delete(queue.name)
+            for exchange in (topology.exchange, topology.dead_letter_exchange):
+                channel.exchange_delete(exchange.name)
+
+
+def drain_queue(broker_url: str, queue) -> list:
+    """Take every message waiting in ``queue`` (acknowledged), oldest first."""
+    with Connection(broker_url) as connection:
+        bound = queue.bind(connection.default_channel)
+        messages = []
+        while (message := bound.get(no_ack=True)) is not None:
+            messages.append(message)
+        return messages
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.1, message: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -37,9 +37,12 @@ def base_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def run_cli(*args: str, env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "pulseboard", *args],
+        input=input,
         env=env,
         cwd=PROJECT_ROOT,
         capture_output=True,

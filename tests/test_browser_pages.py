@@ -20,31 +20,20 @@ def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("site")
     env = base_env(DATABASE_URL=f"sqlite:///{tmp / 'site.db'}", TMPDIR=str(tmp))
     assert run_cli("db", "upgrade", env=env).returncode == 0
-    created = subprocess_input(
-        ["users", "create", "ada@example.com", "--admin", "--name", "Ada", "--password-stdin"],
-        env,
+    created = run_cli(
+        "users",
+        "create",
+        "ada@example.com",
+        "--admin",
+        "--name",
+        "Ada",
+        "--password-stdin",
+        env=env,
+        input=PASSWORD + "\n",
     )
     assert created.returncode == 0, created.stderr
     with gunicorn(env) as url:
         yield url
-
-
-def subprocess_input(args, env):
-    import subprocess
-    import sys
-
-    from .servers import PROJECT_ROOT
-
-    return subprocess.run(
-        [sys.executable, "-m", "pulseboard", *args],
-        input=PASSWORD + "\n",
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture(scope="module")

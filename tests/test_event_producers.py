@@ -8,7 +8,6 @@ import subprocess
 
 import pytest
 import requests
-from kombu import Connection
 
 from pulseboard.config import load_config
 from pulseboard.events.demo import HostMetrics, run_demo
@@ -16,31 +15,18 @@ from pulseboard.events.envelope import parse
 from pulseboard.events.producer import Producer
 from pulseboard.events.topology import Topology
 
-from .pipeline import EventLog, wait_for
+from .pipeline import EventLog, declared_topology, drain_queue, wait_for
 from .servers import VENV_BIN, base_env, gunicorn, run_cli
 
 
 @pytest.fixture
 def topology(rabbitmq_url):
-    topology = Topology(slug=f"pbt-{secrets.token_hex(4)}")
-    with Connection(rabbitmq_url) as connection:
-        topology.declare(connection.default_channel)
-    yield topology
-    with Connection(rabbitmq_url) as connection:
-        channel = connection.default_channel
-        for queue in (topology.queue, topology.dead_letter_queue):
-            channel.queue_delete(queue.name)
-        for exchange in (topology.exchange, topology.dead_letter_exchange):
-            channel.exchange_delete(exchange.name)
+    with declared_topology(rabbitmq_url, Topology(slug=f"pbt-{secrets.token_hex(4)}")) as declared:
+        yield declared
 
 
 def drain(rabbitmq_url, topology) -> list:
-    with Connection(rabbitmq_url) as connection:
-        queue = topology.queue.bind(connection.default_channel)
-        messages = []
-        while (message := queue.get(no_ack=True)) is not None:
-            messages.append(message)
-        return messages
+    return drain_queue(rabbitmq_url, topology.queue)
 
 
 def test_cli_publish_puts_a_valid_event_on_the_exchange(rabbitmq_url, topology, tmp_path):

@@ -6,31 +6,24 @@ import json
 import secrets
 
 import pytest
-from kombu import Connection
 
 from pulseboard.api.tokens import issue_token, revoke
 from pulseboard.events.topology import Topology
 from pulseboard.extensions import db
 from pulseboard.models import ApiToken
 
+from .pipeline import declared_topology, drain_queue
+
 
 @pytest.fixture
 def api(make_app, rabbitmq_url):
     slug = f"pbt-{secrets.token_hex(4)}"
     app = make_app(APP_SLUG=slug, BROKER_URL=rabbitmq_url, API_MAX_BATCH="5")
-    topology = Topology.from_config(app.config)
-    with Connection(rabbitmq_url) as connection:
-        topology.declare(connection.default_channel)
-    yield app
-    producer = app.extensions.get("pulseboard.producer")
-    if producer is not None:
-        producer.close()
-    with Connection(rabbitmq_url) as connection:
-        channel = connection.default_channel
-        for queue in (topology.queue, topology.dead_letter_queue):
-            channel.queue_delete(queue.name)
-        for exchange in (topology.exchange, topology.dead_letter_exchange):
-            channel.exchange_delete(exchange.name)
+    with declared_topology(rabbitmq_url, Topology.from_config(app.config)):
+        yield app
+        producer = app.extensions.get("pulseboard.producer")
+        if producer is not None:
+            producer.close()
 
 
 @pytest.fixture
@@ -49,13 +42,8 @@ def post(app, body, token=None, content_type="application/json", raw=False):
 
 
 def queued_bodies(app) -> list[dict]:
-    topology = Topology.from_config(app.config)
-    with Connection(app.config["BROKER_URL"]) as connection:
-        queue = topology.queue.bind(connection.default_channel)
-        bodies = []
-        while (message := queue.get(no_ack=True)) is not None:
-            bodies.append(json.loads(message.body))
-        return bodies
+    queue = Topology.from_config(app.config).queue
+    return [json.loads(m.body) for m in drain_queue(app.config["BROKER_URL"], queue)]
 
 
 def test_accepted_events_are_confirmed_on_the_real_queue(api, token):
@@ -182,16 +170,14 @@ def test_the_rate_limit_answers_429_in_json(make_app, rabbitmq_url):
     with app.app_context():
         _, clear = issue_token(db.session, "chatty", ["market.*"])
     event = {"topic": "market.ticks", "type": "tick", "payload": {}}
-    statuses = [post(app, event, clear).status_code for _ in range(3)]
+    with declared_topology(rabbitmq_url, Topology.from_config(app.config)):
+        statuses = [post(app, event, clear).status_code for _ in range(3)]
+        limited = post(app, event, clear)
+        queued = queued_bodies(app)
+        app.extensions["pulseboard.producer"].close()
     assert statuses == [202, 202, 429]
-    limited = post(app, event, clear)
     assert limited.is_json and "error" in limited.get_json()
-    queued = queued_bodies(app)
     assert len(queued) == 2
-    app.extensions["pulseboard.producer"].close()
-    topology = Topology.from_config(app.config)
-    with Connection(rabbitmq_url) as connection:
-        connection.default_channel.queue_delete(topology.queue.name)
 
 
 def test_the_broker_being_down_is_503_not_a_crash(make_app):

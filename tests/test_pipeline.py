@@ -19,7 +19,14 @@ from pulseboard.events.envelope import new_envelope
 from pulseboard.events.producer import Producer as EventProducer
 from pulseboard.events.topology import REASON_HEADER, Topology
 
-from .pipeline import ConsumerProcess, EventLog, SocketIOListener, wait_for
+from .pipeline import (
+    ConsumerProcess,
+    EventLog,
+    SocketIOListener,
+    declared_topology,
+    drain_queue,
+    wait_for,
+)
 from .servers import base_env, run_cli
 
 
@@ -44,8 +51,8 @@ class Pipeline:
         self.log = EventLog(mysql_url)
         self.tmp_path = tmp_path
         self.consumers: list[ConsumerProcess] = []
-        with Connection(rabbitmq_url) as connection:
-            self.topology.declare(connection.default_channel)
+        self._declared = declared_topology(rabbitmq_url, self.topology)
+        self._declared.__enter__()
 
     def producer(self) -> EventProducer:
         return EventProducer.from_config(self.config)
@@ -68,23 +75,13 @@ class Pipeline:
             )
 
     def dead_letters(self) -> list:
-        with Connection(self.broker_url) as connection:
-            queue = self.topology.dead_letter_queue.bind(connection.default_channel)
-            messages = []
-            while (message := queue.get(no_ack=True)) is not None:
-                messages.append(message)
-            return messages
+        return drain_queue(self.broker_url, self.topology.dead_letter_queue)
 
     def close(self) -> None:
         for consumer in self.consumers:
             consumer.stop()
         self.log.close()
-        with Connection(self.broker_url) as connection:
-            channel = connection.default_channel
-            for queue in (self.topology.queue, self.topology.dead_letter_queue):
-                channel.queue_delete(queue.name)
-            for exchange in (self.topology.exchange, self.topology.dead_letter_exchange):
-                channel.exchange_delete(exchange.name)
+        self._declared.__exit__(None, None, None)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 
-from flask import current_app, render_template
+from flask import current_app, render_template, url_for
 
 log = logging.getLogger(__name__)
 
@@ -48,3 +48,15 @@ def _deliver(message: EmailMessage, config) -> None:
         if config["MAIL_USERNAME"]:
             smtp.login(config["MAIL_USERNAME"], config["MAIL_PASSWORD"] or "")
         smtp.send_message(message)
+
+
+def send_address_taken_notice(owner, subject: str) -> None:
+    """Tell an account's owner that someone tried to use their address elsewhere."""
+    send_mail(
+        owner.email,
+        subject,
+        "already_registered",
+        user=owner,
+        login_link=url_for("auth.login", _external=True),
+        forgot_link=url_for("auth.forgot_password", _external=True),
+    )

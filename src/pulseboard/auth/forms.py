@@ -11,9 +11,9 @@ def email_field(label="Email"):
     return EmailField(label, validators=[InputRequired(), Email(), Length(max=254)])
 
 
-def new_password_fields():
+def new_password_fields(label="Password"):
     password = PasswordField(
-        "Password",
+        label,
         validators=[InputRequired(), Length(min=MIN_LENGTH, max=MAX_LENGTH)],
         description=f"At least {MIN_LENGTH} characters.",
     )

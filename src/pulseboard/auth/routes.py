@@ -17,7 +17,7 @@ from ..extensions import db, limiter
 from ..models import User
 from ..safe_redirect import local_target
 from . import bp
-from .email import send_mail
+from .email import send_address_taken_notice, send_mail
 from .forms import (
     EmailOnlyForm,
     LoginForm,
@@ -88,14 +88,7 @@ def register():
     existing = find_user_by_email(form.email.data)
     if existing is not None:
         hash_password(form.password.data)  # the same work as a real sign-up
-        send_mail(
-            existing.email,
-            "Someone tried to sign up with your address",
-            "already_registered",
-            user=existing,
-            login_link=url_for("auth.login", _external=True),
-            forgot_link=url_for("auth.forgot_password", _external=True),
-        )
+        send_address_taken_notice(existing, "Someone tried to sign up with your address")
         return render_template("auth/check_email.html", email=form.email.data)
     user = User(
         email=form.email.data.strip().lower(),

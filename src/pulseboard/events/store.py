@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from ..database import utcnow
 from ..models import Event
-from .envelope import Envelope, format_timestamp
+from .envelope import Envelope
 
 events_table = Event.__table__
 
@@ -29,30 +29,22 @@ class StoredEvent:
     """An event as browsers receive it: the envelope plus its place in the log."""
 
     seq: int
-    id: str
-    topic: str
-    type: str
-    timestamp: datetime
-    payload: dict[str, Any]
-    key: str | None = None
+    envelope: Envelope
+
+    @property
+    def topic(self) -> str:
+        return self.envelope.topic
+
+    @property
+    def id(self) -> str:
+        return self.envelope.id
 
     def as_dict(self) -> dict[str, Any]:
-        data = {
-            "seq": self.seq,
-            "id": self.id,
-            "topic": self.topic,
-            "type": self.type,
-            "timestamp": format_timestamp(self.timestamp),
-            "payload": self.payload,
-        }
-        if self.key is not None:
-            data["key"] = self.key
-        return data
+        return {"seq": self.seq, **self.envelope.as_dict()}
 
     @classmethod
     def from_row(cls, row: Event) -> StoredEvent:
-        return cls(
-            seq=row.seq,
+        envelope = Envelope(
             id=row.event_id,
             topic=row.topic,
             type=row.type,
@@ -60,6 +52,7 @@ class StoredEvent:
             payload=json.loads(row.payload),
             key=row.key,
         )
+        return cls(seq=row.seq, envelope=envelope)
 
 
 @dataclass(frozen=True)
@@ -95,19 +88,7 @@ def store_batch(session: Session, envelopes: Sequence[Envelope]) -> list[StoredE
     seqs = dict(
         session.execute(select(Event.event_id, Event.seq).where(Event.event_id.in_(ids))).all()
     )
-    by_id = {e.id: e for e in unique}
-    stored = [
-        StoredEvent(
-            seq=seqs[event_id],
-            id=event_id,
-            topic=by_id[event_id].topic,
-            type=by_id[event_id].type,
-            timestamp=by_id[event_id].timestamp,
-            payload=by_id[event_id].payload,
-            key=by_id[event_id].key,
-        )
-        for event_id in ids
-    ]
+    stored = [StoredEvent(seq=seqs[envelope.id], envelope=envelope) for envelope in unique]
     stored.sort(key=lambda event: event.seq)
     return stored
 

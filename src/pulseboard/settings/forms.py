@@ -1,10 +1,10 @@
 """Settings forms."""
 
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, PasswordField, RadioField, SelectChoice, StringField
-from wtforms.validators import Email, EqualTo, InputRequired, Length
+from wtforms import BooleanField, EmailField, RadioField, SelectChoice, StringField
+from wtforms.validators import Email, InputRequired, Length
 
-from ..auth.passwords import MAX_LENGTH, MIN_LENGTH
+from ..auth.forms import new_password_fields
 from ..config import THEMES
 
 
@@ -27,15 +27,7 @@ class EmailForm(FlaskForm):
 
 
 class PasswordForm(FlaskForm):
-    password = PasswordField(
-        "New password",
-        validators=[InputRequired(), Length(min=MIN_LENGTH, max=MAX_LENGTH)],
-        description=f"At least {MIN_LENGTH} characters.",
-    )
-    confirm = PasswordField(
-        "Repeat password",
-        validators=[InputRequired(), EqualTo("password", message="The passwords differ.")],
-    )
+    password, confirm = new_password_fields("New password")
 
 
 class ConfirmForm(FlaskForm):

@@ -12,7 +12,7 @@ from flask import current_app, flash, redirect, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
-from ..auth.email import send_mail
+from ..auth.email import send_address_taken_notice, send_mail
 from ..auth.fresh import fresh_login_required
 from ..auth.links import CHANGE_EMAIL, LinkError, make_link_token, read_link
 from ..auth.methods import can_remove
@@ -43,14 +43,7 @@ def change_email():
         link = url_for("settings.confirm_email", token=token, _external=True)
         send_mail(new_email, "Confirm your new email", "verify", user=current_user, link=link)
     elif owner.id != current_user.id:
-        send_mail(
-            owner.email,
-            "Someone tried to use your address",
-            "already_registered",
-            user=owner,
-            login_link=url_for("auth.login", _external=True),
-            forgot_link=url_for("auth.forgot_password", _external=True),
-        )
+        send_address_taken_notice(owner, "Someone tried to use your address")
     flash(f"To finish, open the link we sent to {new_email}.", "info")
     return redirect(url_for("settings.index"))
 
