@@ -87,15 +87,34 @@ def register_extensions(app: Flask) -> None:
         # A disabled user's existing sessions stop working on their next request.
         return user if user is not None and not user.disabled else None
 
-    csrf.init_app(app)
     limiter.init_app(app)
+    csrf.init_app(app)
+    init_socketio(app)
+    app.session_interface = DatabaseSessionInterface(app)
+
+
+def init_socketio(app: Flask) -> None:
+    from .stream.delivery import LocalStreamManager, QueueStreamManager
+    from .stream.guard import SessionBoundSockets
+    from .stream.namespace import register as register_stream
+
+    config = app.config
+    if config["BROKER_URL"].startswith("memory://"):
+        manager = LocalStreamManager()
+    else:
+        manager = QueueStreamManager(config["BROKER_URL"], channel=config["SOCKETIO_CHANNEL"])
     socketio.init_app(
         app,
         async_mode=async_mode(),
-        cors_allowed_origins=list(app.config["PUBLIC_ORIGINS"]),
+        client_manager=manager,
+        cors_allowed_origins=list(config["PUBLIC_ORIGINS"]),
         manage_session=False,
+        max_http_buffer_size=config["STREAM_MAX_MESSAGE_BYTES"],
+        ping_interval=config["STREAM_PING_INTERVAL"],
+        ping_timeout=config["STREAM_PING_TIMEOUT"],
     )
-    app.session_interface = DatabaseSessionInterface(app)
+    register_stream(socketio)
+    app.wsgi_app = SessionBoundSockets(app.wsgi_app, config["SESSION_COOKIE_NAME"])
 
 
 def async_mode() -> str:

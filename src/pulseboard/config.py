@@ -198,6 +198,17 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "CONSUMER_PREFETCH": read.int("CONSUMER_PREFETCH", 1000, minimum=1, maximum=65535),
         "CONSUMER_BATCH_SIZE": read.int("CONSUMER_BATCH_SIZE", 500, minimum=1),
         "CONSUMER_BATCH_WAIT_MS": read.int("CONSUMER_BATCH_WAIT_MS", 50, maximum=10_000),
+        # Live streams (Socket.IO /stream)
+        "STREAM_PUBLIC_TOPICS": read.list(
+            "STREAM_PUBLIC_TOPICS", ("market.ticks", "system.metrics", "notices")
+        ),
+        "STREAM_ADMIN_TOPICS": read.list("STREAM_ADMIN_TOPICS", ("audit",)),
+        "STREAM_MAX_TOPICS": read.int("STREAM_MAX_TOPICS", 32, minimum=1, maximum=1000),
+        "STREAM_REPLAY_LIMIT": read.int("STREAM_REPLAY_LIMIT", 1000, minimum=1),
+        "STREAM_MAX_MESSAGE_BYTES": read.int("STREAM_MAX_MESSAGE_BYTES", 16 * 1024, minimum=1024),
+        # Seconds; Nginx's proxy_read_timeout must be longer than interval + timeout.
+        "STREAM_PING_INTERVAL": read.int("STREAM_PING_INTERVAL", 25, minimum=1),
+        "STREAM_PING_TIMEOUT": read.int("STREAM_PING_TIMEOUT", 20, minimum=1),
         # HTTP ingest
         "API_MAX_BATCH": read.int("API_MAX_BATCH", 500, minimum=1, maximum=10_000),
         "API_RATE_LIMIT": read.str("API_RATE_LIMIT", "1200/minute"),

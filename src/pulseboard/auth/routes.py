@@ -8,8 +8,8 @@ the owner gets a note by mail.
 
 from __future__ import annotations
 
-from flask import abort, current_app, flash, redirect, render_template, request, session, url_for
-from flask_login import current_user, login_required, logout_user
+from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
 from ..database import utcnow
@@ -28,7 +28,7 @@ from .forms import (
 )
 from .links import RESET, VERIFY, LinkError, make_link_token, user_for_link
 from .passwords import hash_password, needs_rehash, verify_password
-from .session_control import end_sessions, mark_fresh, start_session
+from .session_control import end_current_session, end_sessions, mark_fresh, start_session
 
 
 def auth_rate_limit():
@@ -188,10 +188,6 @@ def reauthenticate():
 def logout():
     if not LogoutForm().validate_on_submit():
         abort(400)
-    logout_user()
-    # Delete the stored session and take a new id for whatever the browser keeps
-    # (the goodbye message); regenerate() skips an empty session, so clear after.
-    current_app.session_interface.regenerate(session)
-    session.clear()
+    end_current_session()
     flash("You are signed out.", "info")
     return redirect(url_for("main.index"))

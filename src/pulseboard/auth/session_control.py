@@ -5,12 +5,13 @@ from __future__ import annotations
 import time
 
 from flask import current_app, session
-from flask_login import login_user
+from flask_login import login_user, logout_user
 from sqlalchemy import delete, select
 
 from ..database import utcnow
 from ..extensions import db
 from ..models import ServerSession, User
+from ..stream.control import disconnect_sessions, disconnect_user
 
 # Session keys of our own (Flask-Login keeps "_user_id" and friends).
 AUTH_AT = "auth_at"  # when the user last proved who they are (epoch seconds)
@@ -44,13 +45,26 @@ def sessions_of(user_id: int) -> list[ServerSession]:
 
 
 def end_sessions(user_id: int, keep_current: bool = False) -> int:
-    """Delete a user's server-side sessions (all, or all but this one); return how many."""
-    statement = delete(ServerSession).where(ServerSession.user_id == user_id)
+    """Delete a user's server-side sessions (all, or all but this one) and drop their
+    live sockets on every instance; return how many sessions ended."""
+    condition = ServerSession.user_id == user_id
     if keep_current:
-        statement = statement.where(ServerSession.session_id != current_store_id())
-    count = db.session.execute(statement).rowcount or 0
+        condition = condition & (ServerSession.session_id != current_store_id())
+    keys = db.session.scalars(select(ServerSession.session_id).where(condition)).all()
+    db.session.execute(delete(ServerSession).where(condition))
     db.session.commit()
-    return count
+    disconnect_sessions(keys)
+    return len(keys)
+
+
+def end_current_session() -> None:
+    """Sign out here: the stored session goes, and so do its live sockets."""
+    disconnect_sessions([current_store_id()])
+    logout_user()
+    # A new id for whatever the browser keeps (the goodbye message);
+    # regenerate() deletes the stored session and skips an empty one, so clear after.
+    current_app.session_interface.regenerate(session)
+    session.clear()
 
 
 def set_disabled(user: User, disabled: bool) -> None:
@@ -59,3 +73,4 @@ def set_disabled(user: User, disabled: bool) -> None:
     db.session.commit()
     if disabled:
         end_sessions(user.id)
+        disconnect_user(user.id)

@@ -151,3 +151,11 @@ def prune(session: Session, max_age: timedelta | None, max_count: int | None) ->
         oldest = upper + 1
     session.commit()
     return deleted
+
+
+def latest_events(session: Session, topics: Iterable[str], limit: int) -> list[StoredEvent]:
+    """The newest ``limit`` events on ``topics``, oldest first."""
+    rows = session.scalars(
+        select(Event).where(Event.topic.in_(list(topics))).order_by(Event.seq.desc()).limit(limit)
+    ).all()
+    return [StoredEvent.from_row(row) for row in reversed(rows)]

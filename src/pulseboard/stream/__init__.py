@@ -1,4 +1,4 @@
-"""Live streams: the live page (and, with Socket.IO, the /stream namespace)."""
+"""Live streams: the /stream Socket.IO namespace, its delivery, and the live page."""
 
 from flask import Blueprint
 

@@ -1,0 +1,137 @@
+"""The ``/stream`` Socket.IO namespace: who may connect, subscribe, and replay.
+
+Handlers run with the server-side session of the connecting browser
+(``manage_session=False``), read once at connect: the user is fixed for the
+socket's life, and ending that session (sign-out, "sign out everywhere",
+disabling the account) disconnects the socket from every instance.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import current_app, request
+from flask_login import current_user
+from flask_socketio import Namespace, disconnect, emit, join_room, leave_room
+
+from ..auth.session_control import current_store_id
+from ..events import store
+from ..events.emitter import EVENTS, NAMESPACE, topic_room
+from ..extensions import db
+from .access import may_subscribe
+from .state import ABUSE_LIMIT, SocketState, registry
+from .subscribe import InvalidRequest, parse_subscribe, parse_unsubscribe
+
+log = logging.getLogger(__name__)
+
+
+def user_room(user_id: int) -> str:
+    return f"user:{user_id}"
+
+
+def session_room(session_key: str) -> str:
+    return f"session:{session_key}"
+
+
+class StreamNamespace(Namespace):
+    def on_connect(self, auth=None):
+        if not current_user.is_authenticated:
+            raise ConnectionRefusedError("sign in first")
+        since = auth.get("since") if isinstance(auth, dict) else None
+        state = SocketState(
+            user_id=current_user.id,
+            is_admin=current_user.is_admin,
+            session_key=current_store_id(),
+            eio_sid=self.socketio.server.manager.eio_sid_from_sid(request.sid, NAMESPACE),
+            since=since if isinstance(since, int) and since >= 0 else 0,
+        )
+        registry.add(request.sid, state)
+        join_room(user_room(state.user_id))
+        join_room(session_room(state.session_key))
+        log.info("socket %s connected: user %s", request.sid, state.user_id)
+
+    def on_disconnect(self, reason=None):
+        registry.remove(request.sid)
+        log.info("socket %s disconnected (%s)", request.sid, reason)
+
+    def on_subscribe(self, data=None):
+        state = self._checked_state()
+        if state is None:
+            return {"ok": False, "error": "too many requests; slow down"}
+        config = current_app.config
+        try:
+            request_ = parse_subscribe(data, config)
+        except InvalidRequest as error:
+            return {"ok": False, "error": str(error)}
+        allowed = [
+            t for t in request_.topics if may_subscribe(t, state.user_id, state.is_admin, config)
+        ]
+        denied = [t for t in request_.topics if t not in allowed]
+        if len(set(state.filters) | set(allowed)) > config["STREAM_MAX_TOPICS"]:
+            return {
+                "ok": False,
+                "error": f"at most {config['STREAM_MAX_TOPICS']} topics per socket",
+            }
+        since = request_.since if request_.since is not None else state.since
+        latest = store.latest_seq(db.session)
+        if since > latest:
+            return {"ok": False, "error": f"since {since} is ahead of the log (latest {latest})"}
+        for topic in allowed:
+            state.filters[topic] = request_.filter
+        state.begin_replay(allowed, since)
+        for topic in allowed:
+            join_room(topic_room(topic))
+        replayed, gap = self._replay(state, allowed, since, latest)
+        sent, held = state.end_replay(replayed)
+        for batch in (sent, held):
+            if batch:
+                emit(EVENTS, batch)
+        return {
+            "ok": True,
+            "subscribed": sorted(state.filters),
+            "denied": denied,
+            "replayed": len(sent),
+            "gap": gap,
+        }
+
+    def on_unsubscribe(self, data=None):
+        state = self._checked_state()
+        if state is None:
+            return {"ok": False, "error": "too many requests; slow down"}
+        try:
+            topics = parse_unsubscribe(data)
+        except InvalidRequest as error:
+            return {"ok": False, "error": str(error)}
+        for topic in topics:
+            if state.filters.pop(topic, None) is not None:
+                leave_room(topic_room(topic))
+        return {"ok": True, "subscribed": sorted(state.filters)}
+
+    def _checked_state(self) -> SocketState | None:
+        state = registry.get(request.sid)
+        if state is None:
+            disconnect()
+            return None
+        if not state.bucket.take():
+            if state.bucket.refused > ABUSE_LIMIT:
+                log.warning("socket %s keeps flooding; disconnecting it", request.sid)
+                disconnect()
+            return None
+        return state
+
+    @staticmethod
+    def _replay(state, topics, since, latest) -> tuple[list[dict], bool]:
+        if not topics or since == 0 or since >= latest:
+            return [], False
+        limit = current_app.config["STREAM_REPLAY_LIMIT"]
+        page = store.events_since(db.session, since, topics, limit=limit + 1)
+        events = [event.as_dict() for event in page.events]
+        if len(events) > limit:
+            # Too much was missed: send the newest, and say the rest is gone.
+            newest = store.latest_events(db.session, topics, limit)
+            return [event.as_dict() for event in newest], True
+        return events, page.gap
+
+
+def register(socketio) -> None:
+    socketio.on_namespace(StreamNamespace(NAMESPACE))

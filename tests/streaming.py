@@ -1,0 +1,83 @@
+"""Helpers for live-stream tests: a signed-in browser session and a Socket.IO client."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+
+import requests
+import socketio
+
+from .conftest import PASSWORD
+from .pipeline import wait_for
+
+CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def signed_in_session(url: str, email: str, password: str = PASSWORD) -> requests.Session:
+    browser = requests.Session()
+    token = CSRF.search(browser.get(f"{url}/auth/login", timeout=10).text).group(1)
+    response = browser.post(
+        f"{url}/auth/login",
+        data={"email": email, "password": password, "csrf_token": token},
+        timeout=10,
+    )
+    assert response.url.rstrip("/") != f"{url}/auth/login", "sign-in failed"
+    return browser
+
+
+class StreamClient:
+    """A python-socketio client on /stream that records what it receives."""
+
+    def __init__(
+        self,
+        url: str,
+        browser: requests.Session | None,
+        transport: str = "websocket",
+        origin: str | None = None,
+        auth: dict | None = None,
+    ):
+        self.browser = browser
+        self.events: list[dict] = []
+        self.notices: list[dict] = []
+        self.disconnected = threading.Event()
+        # The browser's own cookie jar: like a real page, every request carries the session.
+        self.client = socketio.Client(reconnection=False, http_session=browser)
+        self.client.on("events", self.events.extend, namespace="/stream")
+        self.client.on("notice", self.notices.append, namespace="/stream")
+        self.client.on("disconnect", lambda *_: self.disconnected.set(), namespace="/stream")
+        # Without an explicit origin the WebSocket transport sends the page's own one.
+        headers = {"Origin": origin} if origin else {}
+        self.client.connect(
+            url,
+            namespaces=["/stream"],
+            transports=[transport],
+            headers=headers,
+            auth=auth,
+            wait_timeout=10,
+        )
+
+    def call(self, event: str, data) -> dict:
+        return self.client.call(event, data, namespace="/stream", timeout=10)
+
+    def wait_for_events(self, count: int, timeout: float = 10) -> list[dict]:
+        wait_for(lambda: len(self.events) >= count, timeout, message=f"{count} events")
+        return self.events
+
+    def close(self) -> None:
+        if self.client.connected:
+            self.client.disconnect()
+        if self.browser is not None:
+            self.browser.close()
+
+
+def ingest(url: str, token: str, events: list[dict]) -> list[str]:
+    response = requests.post(
+        f"{url}/api/v1/events",
+        data=json.dumps(events),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    return response.json()["accepted"]

@@ -1,0 +1,297 @@
+"""/stream against gunicorn's gevent worker, over WebSocket and long-polling.
+
+Embedded mode (in-process bus, SQLite): events enter through the ingest API,
+pass the real consumer and event log, and reach real Socket.IO clients.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import socketio
+
+from .conftest import PASSWORD
+from .pipeline import EventLog, wait_for
+from .servers import base_env, free_port, gunicorn, run_cli
+from .streaming import StreamClient, ingest, signed_in_session
+
+TRANSPORTS = ["websocket", "polling"]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("stream")
+    port = free_port()
+    env = base_env(
+        DATABASE_URL=f"sqlite:///{tmp / 'stream.db'}",
+        TMPDIR=str(tmp),
+        PUBLIC_ORIGINS=f"http://127.0.0.1:{port}",
+        CONSUMER_BATCH_WAIT_MS="5",
+        AUTH_RATE_LIMIT="1000/minute",  # these tests sign in many times from one address
+    )
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    for email, extra in (("ada@example.com", ["--admin"]), ("bob@example.com", [])):
+        created = run_cli(
+            "users", "create", email, *extra, "--password-stdin", env=env, input=PASSWORD + "\n"
+        )
+        assert created.returncode == 0, created.stderr
+    token = run_cli("tokens", "create", "--name", "t", "--topics", "*", env=env)
+    with gunicorn(env, port=port) as url:
+        yield {
+            "url": url,
+            "token": token.stdout.strip().splitlines()[-1],
+            "db": f"sqlite:///{tmp / 'stream.db'}",
+        }
+
+
+@pytest.fixture
+def clients():
+    opened = []
+    yield opened
+    for client in opened:
+        client.close()
+
+
+def connect(site, clients, email="bob@example.com", transport="websocket", **kwargs):
+    browser = signed_in_session(site["url"], email)
+    client = StreamClient(site["url"], browser, transport, **kwargs)
+    clients.append(client)
+    return client
+
+
+def tick(price, key="ACME", type_="tick", topic="market.ticks"):
+    return {"topic": topic, "type": type_, "payload": {"price": price}, "key": key}
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_anonymous_sockets_are_refused(site, transport):
+    client = socketio.Client(reconnection=False)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        client.connect(
+            site["url"],
+            namespaces=["/stream"],
+            transports=[transport],
+            headers={"Origin": site["url"]},
+            wait_timeout=5,
+        )
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_sockets_from_another_origin_are_refused(site, transport, clients):
+    browser = signed_in_session(site["url"], "bob@example.com")
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        StreamClient(site["url"], browser, transport, origin="https://evil.example")
+    browser.close()
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_subscribe_acks_and_events_arrive_in_seq_order(site, transport, clients):
+    client = connect(site, clients, transport=transport)
+    ack = client.call("subscribe", {"topics": ["market.ticks", "system.metrics"]})
+    assert ack == {
+        "ok": True,
+        "subscribed": ["market.ticks", "system.metrics"],
+        "denied": [],
+        "replayed": 0,
+        "gap": False,
+    }
+    ids = ingest(site["url"], site["token"], [tick(n) for n in range(5)])
+    events = client.wait_for_events(5)
+    assert [e["id"] for e in events] == ids
+    seqs = [e["seq"] for e in events]
+    assert seqs == sorted(seqs)
+    assert events[0]["payload"] == {"price": 0} and events[0]["key"] == "ACME"
+
+
+def test_type_and_key_filters_apply_on_the_server(site, clients):
+    client = connect(site, clients)
+    everything = connect(site, clients)
+    client.call("subscribe", {"topics": ["market.ticks"], "types": ["tick"], "keys": ["ACME"]})
+    everything.call("subscribe", {"topics": ["market.ticks"]})
+    ingest(
+        site["url"],
+        site["token"],
+        [
+            tick(1, key="GLOBX"),
+            tick(2, type_="trade"),
+            tick(3),
+            tick(4, key="GLOBX"),
+            tick(5),
+        ],
+    )
+    everything.wait_for_events(5)
+    time.sleep(0.3)
+    assert [e["payload"]["price"] for e in client.events] == [3, 5]
+
+
+def test_forbidden_topics_are_denied_and_never_joined(site, clients):
+    client = connect(site, clients)
+    ack = client.call("subscribe", {"topics": ["market.ticks", "audit", "user.1", "secret.stuff"]})
+    assert ack["ok"] and ack["subscribed"] == ["market.ticks"]
+    assert ack["denied"] == ["audit", "user.1", "secret.stuff"]
+    ingest(site["url"], site["token"], [tick(1, topic="audit"), tick(2, topic="user.1"), tick(3)])
+    client.wait_for_events(1)
+    time.sleep(0.3)
+    assert [e["topic"] for e in client.events] == ["market.ticks"]
+
+
+def test_admins_may_read_admin_topics_and_users_their_own(site, clients):
+    admin = connect(site, clients, email="ada@example.com")
+    ack = admin.call("subscribe", {"topics": ["audit", "user.1"]})
+    assert ack["subscribed"] == ["audit", "user.1"] and ack["denied"] == []
+
+
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        ("market.ticks", "takes an object"),
+        ({"topics": "market.ticks"}, "list of strings"),
+        ({"topics": []}, "at least one"),
+        ({"topics": [1, 2]}, "list of strings"),
+        ({"topics": ["t"] * 65}, "at most 64"),
+        ({"topics": ["market.ticks"], "colour": "red"}, "unknown field"),
+        ({"topics": ["market.ticks"], "since": -1}, "since must be"),
+        ({"topics": ["market.ticks"], "since": "5"}, "since must be"),
+        ({"topics": ["market.ticks"], "since": 10**12}, "ahead of the log"),
+        ({"topics": ["market.ticks"], "types": ["no spaces allowed"]}, "types must be"),
+    ],
+)
+def test_malformed_subscriptions_get_an_error_ack(site, clients, payload, error):
+    client = connect(site, clients)
+    ack = client.call("subscribe", payload)
+    assert ack["ok"] is False and error in ack["error"]
+    assert client.call("subscribe", {"topics": ["market.ticks"]})["ok"]  # still usable
+
+
+def test_unsubscribe_stops_delivery(site, clients):
+    client = connect(site, clients)
+    client.call("subscribe", {"topics": ["market.ticks", "system.metrics"]})
+    ack = client.call("unsubscribe", {"topics": ["market.ticks"]})
+    assert ack == {"ok": True, "subscribed": ["system.metrics"]}
+    ingest(site["url"], site["token"], [tick(1), tick(2, topic="system.metrics", type_="host")])
+    client.wait_for_events(1)
+    time.sleep(0.3)
+    assert [e["topic"] for e in client.events] == ["system.metrics"]
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_reconnecting_with_since_replays_exactly_the_missed_events(site, clients, transport):
+    first = connect(site, clients, transport=transport)
+    first.call("subscribe", {"topics": ["market.ticks"]})
+    seen = ingest(site["url"], site["token"], [tick(n) for n in range(3)])
+    first.wait_for_events(3)
+    last_seq = first.events[-1]["seq"]
+    first.close()
+
+    missed = ingest(site["url"], site["token"], [tick(n) for n in range(3, 7)])
+    log = EventLog(site["db"])
+    wait_for(lambda: {r[1] for r in log.rows()} >= set(missed), 10, message="stored")
+    log.close()
+
+    again = StreamClient(site["url"], first.browser, transport)
+    clients.append(again)
+    ack = again.call("subscribe", {"topics": ["market.ticks"], "since": last_seq})
+    assert ack["ok"] and ack["replayed"] == 4 and ack["gap"] is False
+    live = ingest(site["url"], site["token"], [tick(7)])
+    again.wait_for_events(5)
+    time.sleep(0.3)
+    assert [e["id"] for e in again.events] == missed + live
+    assert not set(seen) & {e["id"] for e in again.events}
+
+
+def test_since_in_the_handshake_is_used_by_the_next_subscribe(site, clients):
+    first = connect(site, clients)
+    first.call("subscribe", {"topics": ["market.ticks"]})
+    ingest(site["url"], site["token"], [tick(1)])
+    first.wait_for_events(1)
+    since = first.events[-1]["seq"]
+    missed = ingest(site["url"], site["token"], [tick(2)])
+    log = EventLog(site["db"])
+    wait_for(lambda: missed[0] in {r[1] for r in log.rows()}, 10, message="stored")
+    log.close()
+    again = StreamClient(site["url"], first.browser, auth={"since": since})
+    clients.append(again)
+    assert again.call("subscribe", {"topics": ["market.ticks"]})["replayed"] == 1
+    assert [e["id"] for e in again.wait_for_events(1)] == missed
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_signing_out_over_http_disconnects_the_socket(site, clients, transport):
+    client = connect(site, clients, transport=transport)
+    client.call("subscribe", {"topics": ["market.ticks"]})
+    page = client.browser.get(f"{site['url']}/settings/", timeout=10).text
+    token = __import__("re").search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    client.browser.post(f"{site['url']}/auth/logout", data={"csrf_token": token}, timeout=10)
+    assert client.disconnected.wait(2), "socket still open a second after sign-out"
+
+
+def test_a_socket_id_cannot_be_used_from_another_session(site, clients):
+    import requests
+
+    victim = connect(site, clients, transport="polling")
+    victim.call("subscribe", {"topics": ["market.ticks"]})
+    eio_sid = victim.client.eio.sid
+    thief = signed_in_session(site["url"], "ada@example.com")
+    stolen = thief.get(
+        f"{site['url']}/socket.io/?EIO=4&transport=polling&sid={eio_sid}",
+        headers={"Origin": site["url"]},
+        timeout=5,
+    )
+    thief.close()
+    assert stolen.status_code == 403
+    anonymous = requests.get(
+        f"{site['url']}/socket.io/?EIO=4&transport=polling&sid={eio_sid}",
+        headers={"Origin": site["url"]},
+        timeout=5,
+    )
+    assert anonymous.status_code == 403
+    ingest(site["url"], site["token"], [tick(1)])
+    assert victim.wait_for_events(1)  # the owner is unaffected
+
+
+def test_a_flood_of_client_messages_is_refused_then_disconnected(site, clients):
+    client = connect(site, clients)
+    answers = [client.call("unsubscribe", {"topics": ["x"]}) for _ in range(30)]
+    refused = [a for a in answers if not a["ok"]]
+    assert refused and "too many requests" in refused[0]["error"]
+    for _ in range(80):
+        if not client.client.connected:
+            break
+        try:
+            client.client.emit("unsubscribe", {"topics": ["x"]}, namespace="/stream")
+        except socketio.exceptions.BadNamespaceError:
+            break
+    assert client.disconnected.wait(5), "a flooding client stayed connected"
+    other = connect(site, clients)
+    assert other.call("subscribe", {"topics": ["market.ticks"]})["ok"]
+
+
+def test_an_oversized_message_closes_only_that_connection(site, clients):
+    client = connect(site, clients)
+    client.client.emit("subscribe", {"topics": ["x" * 50_000]}, namespace="/stream")
+    assert client.disconnected.wait(5)
+    other = connect(site, clients)
+    assert other.call("subscribe", {"topics": ["market.ticks"]})["ok"]
+
+
+def test_notices_reach_the_targeted_users_as_notice_events(site, clients):
+    bob = connect(site, clients)
+    ada = connect(site, clients, email="ada@example.com")
+    bob.call("subscribe", {"topics": ["notices", "user.2"]})
+    ada.call("subscribe", {"topics": ["notices", "user.1"]})
+    notice = {"level": "warning", "title": "Maintenance", "body": "At noon"}
+    ingest(
+        site["url"],
+        site["token"],
+        [
+            {"topic": "notices", "type": "notice", "payload": notice},
+            {"topic": "user.2", "type": "notice", "payload": {**notice, "title": "For Bob"}},
+        ],
+    )
+    wait_for(lambda: len(bob.notices) == 2, 10, message="bob's notices")
+    wait_for(lambda: len(ada.notices) == 1, 10, message="ada's notice")
+    time.sleep(0.3)
+    assert [n["title"] for n in bob.notices] == ["Maintenance", "For Bob"]
+    assert [n["title"] for n in ada.notices] == ["Maintenance"]
+    assert set(bob.notices[0]) == {"id", "level", "title", "body", "created_at"}
