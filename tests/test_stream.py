@@ -6,6 +6,7 @@ pass the real consumer and event log, and reach real Socket.IO clients.
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -295,3 +296,78 @@ def test_notices_reach_the_targeted_users_as_notice_events(site, clients):
     assert [n["title"] for n in bob.notices] == ["Maintenance", "For Bob"]
     assert [n["title"] for n in ada.notices] == ["Maintenance"]
     assert set(bob.notices[0]) == {"id", "level", "title", "body", "created_at"}
+
+
+def admin_form_post(browser, url, **fields):
+    page = browser.get(f"{url}/admin/", timeout=10).text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    return browser.post(f"{url}/admin/notices", data={"csrf_token": token, **fields}, timeout=10)
+
+
+def test_admin_notices_from_the_page_reach_everyone_a_topic_or_one_user(site, clients):
+    ada = connect(site, clients, email="ada@example.com")
+    bob = connect(site, clients)
+    ada.call("subscribe", {"topics": ["notices", "user.1"]})
+    bob.call("subscribe", {"topics": ["notices", "user.2", "market.ticks"]})
+    admin = ada.browser
+    for fields in (
+        {"level": "info", "title": "To all", "body": "Hello", "target": "all"},
+        {"level": "warning", "title": "To ticks", "target": "topic", "to": "market.ticks"},
+        {"level": "success", "title": "To Bob", "target": "user", "to": "bob@example.com"},
+    ):
+        sent = admin_form_post(admin, site["url"], **fields)
+        assert "Notice sent." in sent.text, fields
+    wait_for(lambda: len(bob.notices) == 3, 10, message="bob's three notices")
+    wait_for(lambda: len(ada.notices) == 1, 10, message="ada's notice")
+    time.sleep(0.3)
+    assert [n["title"] for n in bob.notices] == ["To all", "To ticks", "To Bob"]
+    assert [n["title"] for n in ada.notices] == ["To all"]
+    listed = bob.browser.get(f"{site['url']}/notices", timeout=10).text
+    assert "To Bob" in listed and "To all" in listed
+    assert "To Bob" not in ada.browser.get(f"{site['url']}/notices", timeout=10).text
+
+
+def test_a_notice_to_an_unknown_user_is_refused_clearly(site, clients):
+    admin = signed_in_session(site["url"], "ada@example.com")
+    sent = admin_form_post(
+        admin, site["url"], level="info", title="x", target="user", to="nobody@example.com"
+    )
+    admin.close()
+    assert "Notice not sent: no user" in sent.text
+
+
+def test_members_cannot_send_notices(site):
+    member = signed_in_session(site["url"], "bob@example.com")
+    page = member.get(f"{site['url']}/settings/", timeout=10).text
+    token = re.search(r'name="csrf_token"[^>]*value="([^"]+)"', page).group(1)
+    refused = member.post(
+        f"{site['url']}/admin/notices",
+        data={"csrf_token": token, "level": "info", "title": "x", "target": "all"},
+        timeout=10,
+    )
+    member.close()
+    assert refused.status_code == 403
+
+
+def test_admins_broadcast_over_the_admin_namespace_and_members_are_refused(site, clients):
+    listener = connect(site, clients)
+    listener.call("subscribe", {"topics": ["notices"]})
+    admin_browser = signed_in_session(site["url"], "ada@example.com")
+    admin = socketio.Client(reconnection=False, http_session=admin_browser)
+    admin.connect(site["url"], namespaces=["/admin"], transports=["websocket"], wait_timeout=10)
+    ack = admin.call(
+        "broadcast", {"level": "danger", "title": "Over the socket"}, namespace="/admin", timeout=10
+    )
+    bad = admin.call("broadcast", {"level": "purple", "title": "x"}, namespace="/admin", timeout=10)
+    admin.disconnect()
+    admin_browser.close()
+    assert ack["ok"] and ack["id"]
+    assert bad == {"ok": False, "error": "level must be one of info, success, warning, danger"}
+    wait_for(lambda: listener.notices, 10, message="the broadcast")
+    assert listener.notices[0]["title"] == "Over the socket"
+
+    member_browser = signed_in_session(site["url"], "bob@example.com")
+    member = socketio.Client(reconnection=False, http_session=member_browser)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        member.connect(site["url"], namespaces=["/admin"], transports=["websocket"], wait_timeout=5)
+    member_browser.close()

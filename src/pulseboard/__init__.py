@@ -94,6 +94,7 @@ def register_extensions(app: Flask) -> None:
 
 
 def init_socketio(app: Flask) -> None:
+    from .admin.notices import register as register_admin_namespace
     from .stream.delivery import LocalStreamManager, QueueStreamManager
     from .stream.guard import SessionBoundSockets
     from .stream.namespace import register as register_stream
@@ -114,6 +115,7 @@ def init_socketio(app: Flask) -> None:
         ping_timeout=config["STREAM_PING_TIMEOUT"],
     )
     register_stream(socketio)
+    register_admin_namespace(socketio)
     app.wsgi_app = SessionBoundSockets(app.wsgi_app, config["SESSION_COOKIE_NAME"])
 
 

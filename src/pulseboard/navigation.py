@@ -30,6 +30,9 @@ class NavItem:
 NAV_ITEMS = (
     NavItem("dashboard", "main.dashboard", "Dashboard", "speedometer2", login_required=True),
     NavItem("live-stream", "stream.live", "Live stream", "broadcast", login_required=True),
+    NavItem(
+        "notices", "stream.notices", "Notices", "megaphone", login_required=True, always_on=True
+    ),
     NavItem("docs", "main.docs", "Docs", "journal-text"),
     NavItem("pricing", "main.pricing", "Pricing", "tag"),
     NavItem("design-system", "main.design_system", "Design system", "palette"),

@@ -36,7 +36,9 @@ def index():
         "disabled": db.session.scalar(select(func.count(User.id)).where(User.disabled)),
         "events": db.session.scalar(select(func.count(Event.seq))),
     }
-    return render_template("admin/index.html", users=users, stats=stats)
+    from .notices import NoticeForm
+
+    return render_template("admin/index.html", users=users, stats=stats, notice_form=NoticeForm())
 
 
 @bp.post("/users/<int:user_id>/disabled")

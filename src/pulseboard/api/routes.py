@@ -15,7 +15,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..database import utcnow
 from ..events.envelope import InvalidEnvelope, new_envelope, parse
-from ..events.producer import Producer, PublishError
+from ..events.producer import PublishError, shared_producer
 from ..extensions import db, limiter
 from . import bp
 from .tokens import allows_topic, find_active_token
@@ -23,14 +23,6 @@ from .tokens import allows_topic, find_active_token
 
 def json_error(status: int, message: str, **extra):
     return jsonify(error=message, status=status, **extra), status
-
-
-def producer() -> Producer:
-    """One producer per process, shared by requests (publishing is serialised)."""
-    app = current_app._get_current_object()
-    if "pulseboard.producer" not in app.extensions:
-        app.extensions["pulseboard.producer"] = Producer.from_config(app.config)
-    return app.extensions["pulseboard.producer"]
 
 
 def token_key() -> str:
@@ -103,7 +95,7 @@ def ingest():
                 403, f"event {index}: this token may not publish to {envelope.topic!r}", index=index
             )
     try:
-        ids = producer().publish_envelopes(envelopes)
+        ids = shared_producer(current_app._get_current_object()).publish_envelopes(envelopes)
     except PublishError as error:
         current_app.logger.error("ingest publish failed: %s", error)
         return json_error(503, "the message broker is unavailable; retry later")

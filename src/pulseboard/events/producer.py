@@ -116,3 +116,10 @@ class Producer:
     def close(self) -> None:
         with self._lock:
             self._reset()
+
+
+def shared_producer(app) -> Producer:
+    """This process's producer for ``app`` (publishing is serialised inside it)."""
+    if "pulseboard.producer" not in app.extensions:
+        app.extensions["pulseboard.producer"] = Producer.from_config(app.config)
+    return app.extensions["pulseboard.producer"]

@@ -1,0 +1,143 @@
+"""Admin notices: to everyone, to a topic's subscribers, or to one user.
+
+A notice is an ordinary event (type ``notice``) published on the bus, so it
+is kept in the event log, reaches every instance, and shows as a toast to the
+connected users it targets.  Admins send one from the admin page or over the
+``/admin`` Socket.IO namespace.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import current_app, flash, redirect, url_for
+from flask_login import current_user
+from flask_socketio import Namespace
+from flask_wtf import FlaskForm
+from sqlalchemy import func, select
+from wtforms import RadioField, SelectChoice, SelectField, StringField, TextAreaField
+from wtforms.validators import InputRequired, Length, Optional
+
+from ..events.envelope import TOPIC, InvalidEnvelope
+from ..events.producer import PublishError, shared_producer
+from ..extensions import db
+from ..models import User
+from ..stream.access import user_topic
+from . import bp
+from .routes import admin_required
+
+LEVELS = ("info", "success", "warning", "danger")
+NOTICES_TOPIC = "notices"
+
+
+class NoticeError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Notice:
+    level: str
+    title: str
+    body: str
+    target: str  # "all", "topic" or "user"
+    to: str = ""  # the topic, or the user's email or id
+
+    def topic(self) -> str:
+        if self.target == "all":
+            return NOTICES_TOPIC
+        if self.target == "topic":
+            if not TOPIC.match(self.to):
+                raise NoticeError(f"{self.to!r} is not a topic like market.ticks")
+            return self.to
+        if self.target == "user":
+            user = find_user(self.to)
+            if user is None:
+                raise NoticeError(f"no user {self.to!r}")
+            return user_topic(user.id)
+        raise NoticeError("target must be all, topic or user")
+
+
+def find_user(reference: str) -> User | None:
+    reference = reference.strip()
+    if reference.isdigit():
+        return db.session.get(User, int(reference))
+    return db.session.scalar(select(User).where(func.lower(User.email) == reference.lower()))
+
+
+def publish_notice(notice: Notice) -> str:
+    if notice.level not in LEVELS:
+        raise NoticeError(f"level must be one of {', '.join(LEVELS)}")
+    if not notice.title.strip() or len(notice.title) > 120 or len(notice.body) > 2000:
+        raise NoticeError("a notice needs a title (up to 120 characters) and a body up to 2000")
+    producer = shared_producer(current_app._get_current_object())
+    payload = {"level": notice.level, "title": notice.title.strip(), "body": notice.body.strip()}
+    try:
+        return producer.publish(notice.topic(), "notice", payload)
+    except (InvalidEnvelope, PublishError) as error:
+        raise NoticeError(str(error)) from error
+
+
+class NoticeForm(FlaskForm):
+    level = SelectField("Level", choices=[SelectChoice(lvl, lvl.capitalize()) for lvl in LEVELS])
+    title = StringField("Title", validators=[InputRequired(), Length(max=120)])
+    body = TextAreaField("Message", validators=[Optional(), Length(max=2000)])
+    target = RadioField(
+        "Send to",
+        choices=[
+            SelectChoice("all", "Everyone"),
+            SelectChoice("topic", "A topic"),
+            SelectChoice("user", "One user"),
+        ],
+        default="all",
+    )
+    to = StringField("Topic or user (email or id)", validators=[Optional(), Length(max=254)])
+
+
+@bp.post("/notices")
+@admin_required
+def send_notice():
+    form = NoticeForm()
+    if not form.validate_on_submit():
+        flash("The notice needs a title and a level.", "danger")
+        return redirect(url_for("admin.index"))
+    notice = Notice(
+        form.level.data,
+        form.title.data,
+        form.body.data or "",
+        form.target.data,
+        (form.to.data or "").strip(),
+    )
+    try:
+        publish_notice(notice)
+    except NoticeError as error:
+        flash(f"Notice not sent: {error}", "danger")
+    else:
+        flash("Notice sent.", "success")
+    return redirect(url_for("admin.index"))
+
+
+class AdminNamespace(Namespace):
+    """``/admin``: the same broadcast for admin tools that speak Socket.IO."""
+
+    def on_connect(self, auth=None):
+        if not (current_user.is_authenticated and current_user.is_admin):
+            raise ConnectionRefusedError("admins only")
+
+    def on_broadcast(self, data=None):
+        if not isinstance(data, dict):
+            return {"ok": False, "error": "broadcast takes {level, title, body, target, to}"}
+        try:
+            notice = Notice(
+                level=str(data.get("level", "info")),
+                title=str(data.get("title", "")),
+                body=str(data.get("body", "")),
+                target=str(data.get("target", "all")),
+                to=str(data.get("to", "")),
+            )
+            return {"ok": True, "id": publish_notice(notice)}
+        except NoticeError as error:
+            return {"ok": False, "error": str(error)}
+
+
+def register(socketio) -> None:
+    socketio.on_namespace(AdminNamespace("/admin"))
