@@ -7,7 +7,9 @@ pass the real consumer and event log, and reach real Socket.IO clients.
 from __future__ import annotations
 
 import re
+import socket
 import time
+from pathlib import Path
 
 import pytest
 import socketio
@@ -30,6 +32,7 @@ def site(tmp_path_factory):
         PUBLIC_ORIGINS=f"http://127.0.0.1:{port}",
         CONSUMER_BATCH_WAIT_MS="5",
         AUTH_RATE_LIMIT="1000/minute",  # these tests sign in many times from one address
+        STREAM_MAX_QUEUED_KB="256",  # so a stuck client is found without megabytes of traffic
     )
     assert run_cli("db", "upgrade", env=env).returncode == 0
     for email, extra in (("ada@example.com", ["--admin"]), ("bob@example.com", [])):
@@ -40,6 +43,7 @@ def site(tmp_path_factory):
     token = run_cli("tokens", "create", "--name", "t", "--topics", "*", env=env)
     with gunicorn(env, port=port) as url:
         yield {
+            "log": str(tmp / f"gunicorn-{port}.log"),
             "url": url,
             "token": token.stdout.strip().splitlines()[-1],
             "db": f"sqlite:///{tmp / 'stream.db'}",
@@ -371,3 +375,48 @@ def test_admins_broadcast_over_the_admin_namespace_and_members_are_refused(site,
     with pytest.raises(socketio.exceptions.ConnectionError):
         member.connect(site["url"], namespaces=["/admin"], transports=["websocket"], wait_timeout=5)
     member_browser.close()
+
+
+def test_a_client_that_stops_reading_is_dropped_and_others_keep_up(site, clients):
+    """Engine.IO would queue for a socket that never reads; past the cap it is dropped."""
+    import websocket
+
+    browser = signed_in_session(site["url"], "bob@example.com")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
+    port = site["url"].rsplit(":", 1)[1]
+    stuck = websocket.create_connection(
+        f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket",
+        header=[f"Cookie: {cookie}"],
+        origin=site["url"],
+        timeout=5,
+        # A small receive window, so the kernel's buffers do not absorb the flood.
+        sockopt=((socket.SOL_SOCKET, socket.SO_RCVBUF, 4096),),
+    )
+    assert stuck.recv().startswith("0")  # Engine.IO open
+    stuck.send("40/stream,")
+    assert stuck.recv().startswith("40/stream")
+    stuck.send('42/stream,1["subscribe",{"topics":["market.ticks"]}]')
+    # ... and from here on it never reads again.
+
+    healthy = connect(site, clients)
+    healthy.call("subscribe", {"topics": ["system.metrics"]})
+    blob = "x" * 4000
+    for start in range(0, 3000, 200):  # 12 MB of ticks for the stuck client
+        ingest(
+            site["url"],
+            site["token"],
+            [tick(n, key="BIG") | {"payload": {"blob": blob}} for n in range(start, start + 200)],
+        )
+    wait_for(
+        lambda: "is not reading (queue full); disconnecting it" in Path(site["log"]).read_text(),
+        20,
+        message="the stuck socket dropped",
+    )
+    metrics = ingest(
+        site["url"],
+        site["token"],
+        [tick(n, topic="system.metrics", type_="host") for n in range(5)],
+    )
+    assert [e["id"] for e in healthy.wait_for_events(5)] == metrics
+    stuck.sock.close()
+    browser.close()

@@ -104,6 +104,8 @@ def init_socketio(app: Flask) -> None:
         manager = LocalStreamManager()
     else:
         manager = QueueStreamManager(config["BROKER_URL"], channel=config["SOCKETIO_CHANNEL"])
+    manager.max_queued_packets = config["STREAM_MAX_QUEUED_PACKETS"]
+    manager.max_queued_bytes = config["STREAM_MAX_QUEUED_KB"] * 1024
     socketio.init_app(
         app,
         async_mode=async_mode(),

@@ -206,6 +206,9 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "STREAM_MAX_TOPICS": read.int("STREAM_MAX_TOPICS", 32, minimum=1, maximum=1000),
         "STREAM_REPLAY_LIMIT": read.int("STREAM_REPLAY_LIMIT", 1000, minimum=1),
         "STREAM_MAX_MESSAGE_BYTES": read.int("STREAM_MAX_MESSAGE_BYTES", 16 * 1024, minimum=1024),
+        # A socket with more than this waiting for it is dropped (it reconnects and replays).
+        "STREAM_MAX_QUEUED_PACKETS": read.int("STREAM_MAX_QUEUED_PACKETS", 256, minimum=8),
+        "STREAM_MAX_QUEUED_KB": read.int("STREAM_MAX_QUEUED_KB", 4096, minimum=64),
         # Seconds; Nginx's proxy_read_timeout must be longer than interval + timeout.
         "STREAM_PING_INTERVAL": read.int("STREAM_PING_INTERVAL", 25, minimum=1),
         "STREAM_PING_TIMEOUT": read.int("STREAM_PING_TIMEOUT", 20, minimum=1),

@@ -12,6 +12,7 @@ of buffering for them without bound.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import socketio
@@ -26,12 +27,18 @@ log = logging.getLogger(__name__)
 
 DISCONNECT = "pb:disconnect"
 NOTICE = "notice"
-# Packets waiting for one client before it counts as stuck: at the consumer's
-# batch sizes that is thousands of events, many seconds of a busy stream.
+# What may wait for one client before it counts as stuck.  Engine.IO queues
+# without limit, so a client that stopped reading would otherwise hold every
+# event sent to it.  By count: at busy-stream batch sizes, many seconds of
+# events; by size: a few large batches.
 MAX_QUEUED_PACKETS = 256
+MAX_QUEUED_BYTES = 4 * 1024 * 1024
 
 
 class StreamDelivery(socketio.Manager):
+    max_queued_packets = MAX_QUEUED_PACKETS
+    max_queued_bytes = MAX_QUEUED_BYTES
+
     def emit(
         self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs
     ):
@@ -58,7 +65,7 @@ class StreamDelivery(socketio.Manager):
     def send_events(self, sid: str, eio_sid: str, events: list[dict], cache=None) -> None:
         if self.is_stuck(eio_sid):
             log.warning("socket %s is not reading (queue full); disconnecting it", sid)
-            self.server.disconnect(sid, namespace=NAMESPACE, ignore_queue=True)
+            self.drop(eio_sid)
             return
         key = tuple(event["seq"] for event in events)
         packets = cache.get(key) if cache is not None else None
@@ -83,7 +90,24 @@ class StreamDelivery(socketio.Manager):
     def is_stuck(self, eio_sid: str) -> bool:
         socket = self.server.eio.sockets.get(eio_sid)
         queue = getattr(socket, "queue", None)
-        return queue is not None and queue.qsize() > MAX_QUEUED_PACKETS
+        if queue is None:
+            return False
+        if queue.qsize() > self.max_queued_packets:
+            return True
+        waiting = getattr(queue, "queue", ())  # the deque behind gevent's and stdlib's queues
+        return sum(len(p.data) for p in list(waiting) if p is not None) > self.max_queued_bytes
+
+    def drop(self, eio_sid: str) -> None:
+        """Close the connection at once and free what it would never have read."""
+        socket = self.server.eio.sockets.get(eio_sid)
+        if socket is None:
+            return
+        socket.close(wait=False, abort=True)  # also runs the namespace's disconnect handler
+        with contextlib.suppress(self.server.eio.queue_empty):
+            while True:
+                socket.queue.get_nowait()
+                socket.queue.task_done()
+        socket.queue.put(None)  # the writer's signal to stop, once it wakes
 
     def disconnect_room(self, room: str) -> None:
         for sid, _ in list(self.get_participants(NAMESPACE, room)):
