@@ -7,7 +7,7 @@ from playwright.sync_api import expect, sync_playwright
 
 from .browser import PageProblems, launch
 from .conftest import PASSWORD
-from .servers import base_env, gunicorn, run_cli
+from .servers import base_env, free_port, gunicorn, run_cli
 
 pytestmark = pytest.mark.browser
 
@@ -18,7 +18,13 @@ MEMBER_PAGES = ["/welcome", "/dashboard", "/live", "/profile", "/settings/", "/a
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("site")
-    env = base_env(DATABASE_URL=f"sqlite:///{tmp / 'site.db'}", TMPDIR=str(tmp))
+    port = free_port()
+    env = base_env(
+        DATABASE_URL=f"sqlite:///{tmp / 'site.db'}",
+        TMPDIR=str(tmp),
+        # Signed-in pages open a /stream socket: the server must accept its own origin.
+        PUBLIC_ORIGINS=f"http://127.0.0.1:{port}",
+    )
     assert run_cli("db", "upgrade", env=env).returncode == 0
     created = run_cli(
         "users",
@@ -32,7 +38,7 @@ def site(tmp_path_factory):
         input=PASSWORD + "\n",
     )
     assert created.returncode == 0, created.stderr
-    with gunicorn(env) as url:
+    with gunicorn(env, port=port) as url:
         yield url
 
 

@@ -1,0 +1,95 @@
+/* Notices as toasts on every signed-in page.
+
+   Subscribes to the broadcast topic and the user's own topic.  The server sends
+   a `notice` message for each live notice on any subscribed topic; replayed
+   ones (after a reconnect) arrive only as `events`, so both are read and
+   deduplicated by id.  Each shown notice is also announced on `document` as a
+   "pulseboard:notice" event, for lists such as the dashboard's. */
+(function () {
+  "use strict";
+
+  const stream = window.Pulseboard && window.Pulseboard.stream;
+  const container = document.getElementById("notice-toasts");
+  if (!stream || !container) return;
+
+  const LEVELS = {
+    info: { icon: "bi-info-circle-fill", label: "Info" },
+    success: { icon: "bi-check-circle-fill", label: "Success" },
+    warning: { icon: "bi-exclamation-triangle-fill", label: "Warning" },
+    danger: { icon: "bi-x-octagon-fill", label: "Alert" },
+  };
+  const TOAST_DELAY_MS = 8000;
+  // Enough toasts on screen; older ones are still on the notices page.
+  const MAX_TOASTS = 4;
+  const SEEN_LIMIT = 500;
+  const seen = new Set();
+
+  function levelOf(value) {
+    return Object.prototype.hasOwnProperty.call(LEVELS, value) ? value : "info";
+  }
+
+  function text(value, limit) {
+    const string = typeof value === "string" ? value : "";
+    return string.length > limit ? `${string.slice(0, limit - 1)}…` : string;
+  }
+
+  function element(tag, className, content) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (content !== undefined) node.textContent = content;
+    return node;
+  }
+
+  function show(notice) {
+    if (!notice.id || seen.has(notice.id)) return;
+    seen.add(notice.id);
+    if (seen.size > SEEN_LIMIT) seen.delete(seen.values().next().value);
+
+    const level = levelOf(notice.level);
+    const toast = element("div", `toast notice-toast notice-${level}`);
+    toast.setAttribute("role", level === "danger" ? "alert" : "status");
+    toast.setAttribute("aria-atomic", "true");
+    toast.dataset.noticeId = notice.id;
+
+    const header = element("div", "toast-header");
+    const icon = element("i", `bi ${LEVELS[level].icon} notice-icon me-2`);
+    icon.setAttribute("aria-hidden", "true");
+    const title = element("strong", "me-auto text-truncate", text(notice.title, 120) || LEVELS[level].label);
+    const time = element("small", "text-body-secondary ms-2", stream.formatTime(notice.created_at));
+    const close = element("button", "btn-close");
+    close.type = "button";
+    close.setAttribute("data-bs-dismiss", "toast");
+    close.setAttribute("aria-label", "Close");
+    header.append(icon, title, time, close);
+    toast.append(header);
+    if (notice.body) toast.append(element("div", "toast-body", text(notice.body, 600)));
+
+    container.prepend(toast);
+    while (container.children.length > MAX_TOASTS) container.lastElementChild.remove();
+    toast.addEventListener("hidden.bs.toast", () => toast.remove());
+    if (window.bootstrap && window.bootstrap.Toast) {
+      window.bootstrap.Toast.getOrCreateInstance(toast, { delay: TOAST_DELAY_MS }).show();
+    } else {
+      toast.classList.add("show");
+    }
+    document.dispatchEvent(new CustomEvent("pulseboard:notice", { detail: { ...notice, level } }));
+  }
+
+  stream.on("notice", show);
+  stream.subscribe({
+    topics: ["notices", `user.${document.body.dataset.userId}`],
+    types: ["notice"],
+    onEvents(events) {
+      for (const event of events) {
+        const payload = event.payload || {};
+        show({
+          id: event.id,
+          level: payload.level,
+          title: payload.title,
+          body: payload.body,
+          created_at: event.timestamp,
+        });
+      }
+    },
+  });
+})();

@@ -1,0 +1,341 @@
+/* One Socket.IO connection to /stream per page, shared by every script on it.
+
+   Page scripts call Pulseboard.stream.subscribe({topics, types, keys, onEvents})
+   and get a handle they can update() or close().  The server keeps one filter
+   per topic per socket, so this module merges what all handles ask for into
+   one subscription per topic (the union of their types/keys), sends only the
+   difference, and hands each handle just the events its own filter accepts.
+
+   After a dropped connection it re-subscribes with `since` = the highest seq
+   seen, so the server replays what was missed; replayed and live events are
+   deduplicated per topic by seq. */
+(function () {
+  "use strict";
+
+  const body = document.body;
+  const Pulseboard = (window.Pulseboard = window.Pulseboard || {});
+  Pulseboard.stream = null;
+  // Anonymous pages never connect: the server would refuse them anyway.
+  if (!body.dataset.userId || typeof window.io !== "function") {
+    return;
+  }
+
+  // The server allows ~10 client messages a second; UI changes are coalesced.
+  const SYNC_DELAY_MS = 300;
+  const RETRY_DELAY_MS = 1500;
+  const ACK_TIMEOUT_MS = 10000;
+  // The server's own limit on types/keys per subscribe; past it, filter here.
+  const MAX_FILTER_ITEMS = 64;
+
+  const forcePolling =
+    new URLSearchParams(window.location.search).get("transport") === "polling" ||
+    body.dataset.transports === "polling";
+
+  const handles = new Set();
+  const listeners = new Map(); // name -> Set of callbacks
+  const seqByTopic = new Map(); // topic -> highest seq delivered (dedupe)
+  let held = new Map(); // topic -> filter key the server holds for this connection
+  let generation = 0; // bumped on every connect: stale acks are ignored
+  let syncTimer = null;
+  let syncing = false;
+  let syncAgain = false;
+  let everConnected = false;
+
+  const stream = {
+    state: "connecting",
+    transport: null,
+    lastSeq: 0,
+    subscribed: [], // topics the server confirmed holding for this socket
+    socket: null,
+    subscribe,
+    on,
+  };
+
+  const socket = window.io("/stream", {
+    path: "/socket.io",
+    transports: forcePolling ? ["polling"] : ["websocket", "polling"],
+    // Called on every (re)connect, so the handshake carries where we left off.
+    auth: (send) => send(stream.lastSeq > 0 ? { since: stream.lastSeq } : {}),
+  });
+  stream.socket = socket;
+  Pulseboard.stream = stream;
+
+  function on(name, callback) {
+    if (!listeners.has(name)) listeners.set(name, new Set());
+    listeners.get(name).add(callback);
+    return () => listeners.get(name).delete(callback);
+  }
+
+  function fire(name, ...args) {
+    for (const callback of listeners.get(name) || []) {
+      try {
+        callback(...args);
+      } catch (error) {
+        console.error(`Pulseboard.stream: a "${name}" listener failed`, error);
+      }
+    }
+  }
+
+  function setState(state) {
+    if (stream.state === state) return;
+    stream.state = state;
+    fire("state", state);
+  }
+
+  function setTransport(name) {
+    if (stream.transport === name) return;
+    stream.transport = name;
+    fire("transport", name);
+  }
+
+  /* ---------- Subscriptions ---------- */
+
+  function cleanList(list) {
+    if (!Array.isArray(list) || list.length === 0) return null;
+    return [...new Set(list.filter((item) => typeof item === "string" && item))].sort();
+  }
+
+  function subscribe(options) {
+    const handle = {
+      topics: [],
+      types: null,
+      keys: null,
+      onEvents: options.onEvents || null,
+      update(next) {
+        if ("topics" in next) handle.topics = cleanList(next.topics) || [];
+        if ("types" in next) handle.types = cleanList(next.types);
+        if ("keys" in next) handle.keys = cleanList(next.keys);
+        scheduleSync(SYNC_DELAY_MS);
+      },
+      close() {
+        handles.delete(handle);
+        scheduleSync(SYNC_DELAY_MS);
+      },
+      accepts(event) {
+        return (
+          handle.topics.includes(event.topic) &&
+          (handle.types === null || handle.types.includes(event.type)) &&
+          (handle.keys === null || handle.keys.includes(event.key))
+        );
+      },
+    };
+    handle.topics = cleanList(options.topics) || [];
+    handle.types = cleanList(options.types);
+    handle.keys = cleanList(options.keys);
+    handles.add(handle);
+    // Scripts on one page register together as it loads: one round of messages.
+    scheduleSync(0);
+    return handle;
+  }
+
+  function union(a, b) {
+    if (a === null || b === null) return null;
+    const merged = [...new Set([...a, ...b])].sort();
+    return merged.length > MAX_FILTER_ITEMS ? null : merged;
+  }
+
+  /* topic -> {types, keys, key}: what the server should hold for this page. */
+  function wantedFilters() {
+    const wanted = new Map();
+    for (const handle of handles) {
+      for (const topic of handle.topics) {
+        const current = wanted.get(topic);
+        wanted.set(
+          topic,
+          current
+            ? { types: union(current.types, handle.types), keys: union(current.keys, handle.keys) }
+            : { types: handle.types, keys: handle.keys },
+        );
+      }
+    }
+    for (const filter of wanted.values()) {
+      filter.key = JSON.stringify([filter.types, filter.keys]);
+    }
+    return wanted;
+  }
+
+  function scheduleSync(delay) {
+    clearTimeout(syncTimer);
+    syncTimer = setTimeout(syncSubscriptions, delay);
+  }
+
+  function call(name, data) {
+    return socket.timeout(ACK_TIMEOUT_MS).emitWithAck(name, data);
+  }
+
+  /* Send the difference between what the page wants and what the server holds.
+     One sync at a time: the server may handle concurrent messages out of order. */
+  async function syncSubscriptions() {
+    if (!socket.connected) return;
+    if (syncing) {
+      syncAgain = true;
+      return;
+    }
+    syncing = true;
+    const round = generation;
+    try {
+      const wanted = wantedFilters();
+      const dropped = [...held.keys()].filter((topic) => !wanted.has(topic));
+      if (dropped.length) {
+        const ack = await call("unsubscribe", { topics: dropped });
+        if (round !== generation) return;
+        if (!ack || !ack.ok) throw new Error((ack && ack.error) || "unsubscribe failed");
+        dropped.forEach((topic) => held.delete(topic));
+        confirm(ack.subscribed);
+      }
+      for (const group of changedGroups(wanted)) {
+        await subscribeGroup(group, round);
+        if (round !== generation) return;
+      }
+    } catch (error) {
+      if (round === generation && socket.connected) {
+        fire("error", String(error.message || error));
+        syncAgain = true;
+        scheduleSync(RETRY_DELAY_MS);
+        return;
+      }
+    } finally {
+      syncing = false;
+      if (syncAgain) {
+        syncAgain = false;
+        scheduleSync(0);
+      }
+    }
+  }
+
+  /* Topics whose filter changed, grouped by filter: one subscribe per group. */
+  function changedGroups(wanted) {
+    const groups = new Map();
+    for (const [topic, filter] of wanted) {
+      if (held.get(topic) === filter.key) continue;
+      if (!groups.has(filter.key)) groups.set(filter.key, { filter, topics: [] });
+      groups.get(filter.key).topics.push(topic);
+    }
+    return groups.values();
+  }
+
+  async function subscribeGroup({ filter, topics }, round) {
+    const request = { topics };
+    if (filter.types) request.types = filter.types;
+    if (filter.keys) request.keys = filter.keys;
+    if (stream.lastSeq > 0) request.since = stream.lastSeq;
+    let ack = await call("subscribe", request);
+    if (ack && !ack.ok && /ahead of the log/.test(ack.error || "")) {
+      // The event log was reset under us: start again from its present.
+      delete request.since;
+      stream.lastSeq = 0;
+      seqByTopic.clear();
+      ack = await call("subscribe", request);
+    }
+    if (round !== generation) return;
+    if (!ack || !ack.ok) throw new Error((ack && ack.error) || "subscribe failed");
+    // Denied topics count as held too, so they are not asked for again and again.
+    topics.forEach((topic) => held.set(topic, filter.key));
+    fire("ack", ack, request);
+    confirm(ack.subscribed);
+    if (ack.gap) fire("gap", ack);
+  }
+
+  function confirm(topics) {
+    stream.subscribed = Array.isArray(topics) ? topics : [];
+    fire("subscribed", stream.subscribed);
+  }
+
+  /* ---------- Incoming ---------- */
+
+  socket.on("events", (batch) => {
+    if (!Array.isArray(batch)) return;
+    const fresh = [];
+    for (const event of batch) {
+      if (!event || typeof event.seq !== "number" || typeof event.topic !== "string") continue;
+      if (event.seq <= (seqByTopic.get(event.topic) || 0)) continue;
+      seqByTopic.set(event.topic, event.seq);
+      if (event.seq > stream.lastSeq) stream.lastSeq = event.seq;
+      fresh.push(event);
+    }
+    if (!fresh.length) return;
+    for (const handle of handles) {
+      if (!handle.onEvents) continue;
+      const mine = fresh.filter(handle.accepts);
+      if (!mine.length) continue;
+      try {
+        handle.onEvents(mine);
+      } catch (error) {
+        console.error("Pulseboard.stream: an events callback failed", error);
+      }
+    }
+    fire("events", fresh);
+  });
+
+  socket.on("notice", (notice) => {
+    if (notice && typeof notice === "object") fire("notice", notice);
+  });
+
+  /* ---------- Connection state ---------- */
+
+  socket.on("connect", () => {
+    generation += 1;
+    held = new Map();
+    everConnected = true;
+    setTransport(socket.io.engine.transport.name);
+    setState("connected");
+    scheduleSync(0);
+  });
+
+  // A new engine on every reconnect: follow its upgrade from polling to websocket.
+  socket.io.on("open", () => {
+    const engine = socket.io.engine;
+    setTransport(engine.transport.name);
+    engine.on("upgrade", (transport) => setTransport(transport.name));
+  });
+
+  socket.on("disconnect", (reason) => {
+    generation += 1;
+    stream.subscribed = [];
+    // The server (sign-out, flooding) or this page ended it: no automatic retry.
+    setState(socket.active ? "reconnecting" : "disconnected");
+    fire("disconnect", reason);
+  });
+
+  socket.on("connect_error", () => {
+    // `active` is false when the server refused us (signed out): retrying is pointless.
+    if (!socket.active) setState("disconnected");
+    else setState(everConnected ? "reconnecting" : "connecting");
+  });
+
+  /* ---------- Shared view helpers ---------- */
+
+  const STATE_LOOK = {
+    connecting: { label: "Connecting…", tone: "text-bg-secondary" },
+    connected: { label: "Connected", tone: "text-bg-success" },
+    reconnecting: { label: "Reconnecting…", tone: "text-bg-warning" },
+    disconnected: { label: "Disconnected", tone: "text-bg-danger" },
+  };
+
+  /* Keep a status badge (holding a .live-dot) in step with the connection. */
+  stream.bindStateBadge = function (badge) {
+    if (!badge) return;
+    const dot = badge.querySelector(".live-dot") || document.createElement("span");
+    dot.className = "live-dot";
+    dot.setAttribute("aria-hidden", "true");
+    const label = document.createTextNode("");
+    const show = (state) => {
+      const look = STATE_LOOK[state] || STATE_LOOK.connecting;
+      badge.classList.remove(...Object.values(STATE_LOOK).map((l) => l.tone));
+      badge.classList.add(look.tone);
+      dot.classList.toggle("live-dot-pulse", state === "connected");
+      label.textContent = ` ${look.label}`;
+      badge.dataset.state = state;
+    };
+    badge.replaceChildren(dot, label);
+    show(stream.state);
+    on("state", show);
+  };
+
+  /* "14:03:07" from an envelope's ISO timestamp, in the viewer's time zone. */
+  stream.formatTime = function (iso) {
+    const date = new Date(iso);
+    if (Number.isNaN(date.getTime())) return "—";
+    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  };
+})();

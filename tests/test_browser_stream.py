@@ -1,0 +1,211 @@
+"""The live pages in a real Chromium: events arrive without reload, filters, toasts, replay.
+
+Embedded mode (in-process bus, SQLite) behind gunicorn's gevent worker; events
+enter through the ingest API, as a producer's would.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from .browser import PageProblems, launch
+from .conftest import PASSWORD
+from .pipeline import EventLog, wait_for
+from .servers import base_env, free_port, gunicorn, run_cli
+from .streaming import ingest
+
+pytestmark = pytest.mark.browser
+
+WAIT_MS = 10_000
+# A dropped connection whose automatic retry waits until the test says so.
+DROP_CONNECTION = """() => {
+  const manager = Pulseboard.stream.socket.io;
+  manager.reconnection(false);
+  manager.engine.close();
+}"""
+RECONNECT = """() => {
+  Pulseboard.stream.socket.io.reconnection(true);
+  Pulseboard.stream.socket.connect();
+}"""
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("browser-stream")
+    port = free_port()
+    env = base_env(
+        DATABASE_URL=f"sqlite:///{tmp / 'stream.db'}",
+        TMPDIR=str(tmp),
+        PUBLIC_ORIGINS=f"http://127.0.0.1:{port}",
+        CONSUMER_BATCH_WAIT_MS="5",
+        AUTH_RATE_LIMIT="1000/minute",  # every test signs in from the same address
+    )
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    created = run_cli(
+        "users", "create", "bob@example.com", "--password-stdin", env=env, input=PASSWORD + "\n"
+    )
+    assert created.returncode == 0, created.stderr
+    token = run_cli("tokens", "create", "--name", "t", "--topics", "*", env=env)
+    with gunicorn(env, port=port) as url:
+        yield {
+            "url": url,
+            "token": token.stdout.strip().splitlines()[-1],
+            "db": f"sqlite:///{tmp / 'stream.db'}",
+        }
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser, site):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    problems = PageProblems(page)
+    sign_in(page, site["url"])
+    yield page
+    context.close()
+    assert problems.messages == []
+
+
+def sign_in(page, url: str) -> None:
+    page.goto(f"{url}/auth/login")
+    page.fill("input[name=email]", "bob@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form[action^='/auth/login'] button[type=submit]")
+    page.wait_for_load_state()
+    assert "/auth/login" not in page.url, "sign-in failed"
+
+
+def open_stream_page(page, url: str, path: str, *topics: str) -> None:
+    """Open a page and wait until the server confirms its subscription to ``topics``."""
+    page.goto(f"{url}{path}")
+    page.wait_for_function(
+        "topics => topics.every(t => (window.Pulseboard.stream.subscribed || []).includes(t))",
+        arg=list(topics),
+        timeout=WAIT_MS,
+    )
+
+
+def event(topic="market.ticks", type_="tick", key="ACME", **payload):
+    return {"topic": topic, "type": type_, "key": key, "payload": payload}
+
+
+def rows(page):
+    return page.locator("#event-list .event-row")
+
+
+def test_live_page_shows_events_as_they_arrive_newest_first(page, site):
+    open_stream_page(page, site["url"], "/live", "market.ticks", "system.metrics")
+    expect(page.locator("#conn-state")).to_have_text(re.compile("Connected"))
+    expect(page.locator("#transport")).to_have_text("Transport: websocket")
+    ingest(site["url"], site["token"], [event(price=1.5), event(key="GLOBX", price=2.5)])
+    expect(rows(page)).to_have_count(2)
+    expect(rows(page).first).to_contain_text("GLOBX")
+    expect(rows(page).first).to_contain_text('"price":2.5')
+    expect(rows(page).last).to_contain_text("market.ticks")
+    expect(page.locator("#event-count")).to_have_text("2")
+    expect(page.locator("#stat-received")).to_have_text("2")
+    expect(page.locator("#event-empty")).to_be_hidden()
+
+
+def test_topic_and_type_filters_change_what_the_page_receives(page, site):
+    open_stream_page(page, site["url"], "/live", "market.ticks", "system.metrics")
+    page.click("label:has-text('system.metrics')")
+    page.fill("#type-filter", "tick")
+    expect(page).to_have_url(re.compile(r"type=tick"))
+    expect(page.locator("#stat-subscribed")).not_to_contain_text("system.metrics")
+    ingest(
+        site["url"],
+        site["token"],
+        [
+            event("system.metrics", "host", "host", cpu_pct=12.0),
+            event(type_="trade", price=3),
+            event(price=4, key="LAST"),
+        ],
+    )
+    expect(rows(page).filter(has_text="LAST")).to_have_count(1)
+    expect(rows(page)).to_have_count(1)
+    assert rows(page).first.get_attribute("data-type") == "tick"
+
+
+def test_pause_holds_rows_and_clear_empties_the_list(page, site):
+    open_stream_page(page, site["url"], "/live", "market.ticks")
+    page.click("#pause-btn")
+    ingest(site["url"], site["token"], [event(price=n) for n in range(3)])
+    expect(page.locator("#paused-count")).to_have_text("3 new")
+    expect(rows(page)).to_have_count(0)
+    page.click("#pause-btn")
+    expect(rows(page)).to_have_count(3)
+    page.click("#clear-btn")
+    expect(rows(page)).to_have_count(0)
+    expect(page.locator("#event-empty")).to_be_visible()
+    expect(page.locator("#stat-received")).to_have_text("3")
+
+
+def test_forced_long_polling_still_delivers_events(page, site):
+    open_stream_page(page, site["url"], "/live?transport=polling", "market.ticks")
+    expect(page.locator("#transport")).to_have_text("Transport: polling")
+    ingest(site["url"], site["token"], [event(key="POLL", price=7)])
+    expect(rows(page).filter(has_text="POLL")).to_have_count(1)
+
+
+def test_a_notice_shows_as_a_toast_and_in_the_dashboard_list(page, site):
+    open_stream_page(page, site["url"], "/dashboard", "notices")
+    notice = {"level": "warning", "title": "<b>Maintenance</b>", "body": "Back at 10:00"}
+    ingest(site["url"], site["token"], [event("notices", "notice", None, **notice)])
+    toast = page.locator("#notice-toasts .toast")
+    expect(toast).to_be_visible()
+    # Events are untrusted: markup in them shows as text.
+    expect(toast).to_contain_text("<b>Maintenance</b>")
+    expect(toast).to_contain_text("Back at 10:00")
+    expect(page.locator("#notice-list")).to_contain_text("<b>Maintenance</b>")
+
+
+def test_dashboard_ticker_and_metrics_follow_the_stream(page, site):
+    open_stream_page(page, site["url"], "/dashboard", "market.ticks", "system.metrics")
+    host = {"cpu_pct": 42.0, "mem_pct": 50.0, "mem_used_mb": 4096, "mem_total_mb": 8192}
+    ingest(
+        site["url"],
+        site["token"],
+        [
+            event(key="TICKR", symbol="TICKR", price=101.5, change_pct=-0.5),
+            event(key="TICKR", symbol="TICKR", price=102.25, change_pct=0.25),
+            event("system.metrics", "host", "host", load=[0.5, 0.4, 0.3], **host),
+        ],
+    )
+    row = page.locator("#ticker-rows tr[data-symbol=TICKR]")
+    expect(row.locator(".ticker-price")).to_have_text("102.25")
+    expect(row.locator(".ticker-change")).to_have_text("+0.25%")
+    expect(page.locator("#stat-symbols")).to_have_text("1")
+    expect(page.locator("#stat-events")).to_have_text("3")
+    expect(page.locator("#metric-cpu-value")).to_have_text("42.0%")
+    expect(page.locator("#metrics-chart canvas")).to_be_visible()
+
+
+def test_after_a_dropped_connection_the_page_replays_what_it_missed(page, site):
+    open_stream_page(page, site["url"], "/live", "market.ticks")
+    ingest(site["url"], site["token"], [event(key="BEFORE", price=1)])
+    expect(rows(page).filter(has_text="BEFORE")).to_have_count(1)
+
+    page.evaluate(DROP_CONNECTION)
+    expect(page.locator("#conn-state")).to_have_text(re.compile("Reconnecting"))
+    [away_id] = ingest(site["url"], site["token"], [event(key="AWAY", price=2)])
+    stored = EventLog(site["db"])
+    wait_for(lambda: away_id in {row[1] for row in stored.rows()}, 10, message="event stored")
+    stored.close()
+    page.evaluate(RECONNECT)
+
+    expect(page.locator("#conn-state")).to_have_text(re.compile("Connected"))
+    expect(rows(page).filter(has_text="AWAY")).to_have_count(1)
+    expect(page.locator("#stat-replayed")).to_have_text("1")
+    expect(rows(page)).to_have_count(2)
