@@ -69,6 +69,8 @@ def stop(process: subprocess.Popen, timeout: float = 10) -> None:
 def gunicorn(env: dict[str, str], port: int | None = None, ready_timeout: float = 30):
     """Serve ``pulseboard.wsgi:app`` as production does; yield the URL once /healthz answers."""
     port = port or free_port()
+    # Pages served here open sockets to here: accept this server's own origin.
+    env = {"PUBLIC_ORIGINS": f"http://127.0.0.1:{port}", **env}
     log_dir = Path(env.get("TMPDIR", tempfile.gettempdir()))
     log = open(log_dir / f"gunicorn-{port}.log", "w+")  # noqa: SIM115
     process = subprocess.Popen(

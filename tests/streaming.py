@@ -68,6 +68,9 @@ class StreamClient:
     def close(self) -> None:
         if self.client.connected:
             self.client.disconnect()
+        websocket = getattr(self.client.eio, "ws", None)
+        if websocket is not None:  # the server may have dropped us: close our end too
+            websocket.shutdown()
         if self.browser is not None:
             self.browser.close()
 
