@@ -2,17 +2,59 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
+from pathlib import Path
 
 import requests
 import socketio
 
 from .conftest import PASSWORD
 from .pipeline import wait_for
+from .servers import base_env, free_port, gunicorn, run_cli
 
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+@contextlib.contextmanager
+def embedded_site(tmp: Path, **settings: str):
+    """A migrated, running site on the in-process bus and SQLite, with two users
+    (ada@example.com, an admin, and bob@example.com) and an ingest token for "*"."""
+    port = free_port()
+    env = base_env(
+        DATABASE_URL=f"sqlite:///{tmp / 'site.db'}",
+        TMPDIR=str(tmp),
+        CONSUMER_BATCH_WAIT_MS="5",
+        AUTH_RATE_LIMIT="1000/minute",  # tests sign in many times from one address
+        **settings,
+    )
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    for email, name, extra in (
+        ("ada@example.com", "Ada", ["--admin"]),
+        ("bob@example.com", "Bob", []),
+    ):
+        created = run_cli(
+            "users",
+            "create",
+            email,
+            "--name",
+            name,
+            *extra,
+            "--password-stdin",
+            env=env,
+            input=PASSWORD + "\n",
+        )
+        assert created.returncode == 0, created.stderr
+    token = run_cli("tokens", "create", "--name", "tests", "--topics", "*", env=env)
+    with gunicorn(env, port=port) as url:
+        yield {
+            "url": url,
+            "token": token.stdout.strip().splitlines()[-1],
+            "db": f"sqlite:///{tmp / 'site.db'}",
+            "log": str(tmp / f"gunicorn-{port}.log"),
+        }
 
 
 def signed_in_session(url: str, email: str, password: str = PASSWORD) -> requests.Session:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from .browser import PageProblems, launch
+from .browser import PageProblems
 from .conftest import PASSWORD
-from .servers import base_env, free_port, gunicorn, run_cli
+from .streaming import embedded_site
 
 pytestmark = pytest.mark.browser
 
@@ -17,37 +17,8 @@ MEMBER_PAGES = ["/welcome", "/dashboard", "/live", "/profile", "/settings/", "/a
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("site")
-    port = free_port()
-    env = base_env(
-        DATABASE_URL=f"sqlite:///{tmp / 'site.db'}",
-        TMPDIR=str(tmp),
-        # Signed-in pages open a /stream socket: the server must accept its own origin.
-        PUBLIC_ORIGINS=f"http://127.0.0.1:{port}",
-    )
-    assert run_cli("db", "upgrade", env=env).returncode == 0
-    created = run_cli(
-        "users",
-        "create",
-        "ada@example.com",
-        "--admin",
-        "--name",
-        "Ada",
-        "--password-stdin",
-        env=env,
-        input=PASSWORD + "\n",
-    )
-    assert created.returncode == 0, created.stderr
-    with gunicorn(env, port=port) as url:
-        yield url
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
+    with embedded_site(tmp_path_factory.mktemp("site")) as site:
+        yield site["url"]
 
 
 @pytest.fixture

@@ -9,13 +9,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from .browser import PageProblems, launch
+from .browser import PageProblems
 from .conftest import PASSWORD
 from .pipeline import EventLog, wait_for
-from .servers import base_env, free_port, gunicorn, run_cli
-from .streaming import ingest
+from .streaming import embedded_site, ingest
 
 pytestmark = pytest.mark.browser
 
@@ -34,35 +33,8 @@ RECONNECT = """() => {
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("browser-stream")
-    port = free_port()
-    env = base_env(
-        DATABASE_URL=f"sqlite:///{tmp / 'stream.db'}",
-        TMPDIR=str(tmp),
-        PUBLIC_ORIGINS=f"http://127.0.0.1:{port}",
-        CONSUMER_BATCH_WAIT_MS="5",
-        AUTH_RATE_LIMIT="1000/minute",  # every test signs in from the same address
-    )
-    assert run_cli("db", "upgrade", env=env).returncode == 0
-    created = run_cli(
-        "users", "create", "bob@example.com", "--password-stdin", env=env, input=PASSWORD + "\n"
-    )
-    assert created.returncode == 0, created.stderr
-    token = run_cli("tokens", "create", "--name", "t", "--topics", "*", env=env)
-    with gunicorn(env, port=port) as url:
-        yield {
-            "url": url,
-            "token": token.stdout.strip().splitlines()[-1],
-            "db": f"sqlite:///{tmp / 'stream.db'}",
-        }
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
+    with embedded_site(tmp_path_factory.mktemp("browser-stream")) as site:
+        yield site
 
 
 @pytest.fixture

@@ -14,40 +14,17 @@ from pathlib import Path
 import pytest
 import socketio
 
-from .conftest import PASSWORD
 from .pipeline import EventLog, wait_for
-from .servers import base_env, free_port, gunicorn, run_cli
-from .streaming import StreamClient, ingest, signed_in_session
+from .streaming import StreamClient, embedded_site, ingest, signed_in_session
 
 TRANSPORTS = ["websocket", "polling"]
 
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("stream")
-    port = free_port()
-    env = base_env(
-        DATABASE_URL=f"sqlite:///{tmp / 'stream.db'}",
-        TMPDIR=str(tmp),
-        PUBLIC_ORIGINS=f"http://127.0.0.1:{port}",
-        CONSUMER_BATCH_WAIT_MS="5",
-        AUTH_RATE_LIMIT="1000/minute",  # these tests sign in many times from one address
-        STREAM_MAX_QUEUED_KB="256",  # so a stuck client is found without megabytes of traffic
-    )
-    assert run_cli("db", "upgrade", env=env).returncode == 0
-    for email, extra in (("ada@example.com", ["--admin"]), ("bob@example.com", [])):
-        created = run_cli(
-            "users", "create", email, *extra, "--password-stdin", env=env, input=PASSWORD + "\n"
-        )
-        assert created.returncode == 0, created.stderr
-    token = run_cli("tokens", "create", "--name", "t", "--topics", "*", env=env)
-    with gunicorn(env, port=port) as url:
-        yield {
-            "log": str(tmp / f"gunicorn-{port}.log"),
-            "url": url,
-            "token": token.stdout.strip().splitlines()[-1],
-            "db": f"sqlite:///{tmp / 'stream.db'}",
-        }
+    # A small queue cap, so a stuck client is found without megabytes of traffic.
+    with embedded_site(tmp_path_factory.mktemp("stream"), STREAM_MAX_QUEUED_KB="256") as site:
+        yield site
 
 
 @pytest.fixture
