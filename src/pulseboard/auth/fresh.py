@@ -6,7 +6,7 @@ import time
 from functools import wraps
 
 from flask import current_app, redirect, request, session, url_for
-from flask_login import current_user, login_required
+from flask_login import login_required
 
 from .session_control import AUTH_AT
 
@@ -31,6 +31,3 @@ def fresh_login_required(view):
 
     return wrapper
 
-
-def needs_password() -> bool:
-    return bool(current_user.password_hash) and current_app.config["AUTH_PASSWORD_ENABLED"]

@@ -12,16 +12,6 @@ def enabled_providers() -> list[str]:
     return list(current_app.config.get("OAUTH_PROVIDERS", {}))
 
 
-def sign_in_methods(user: User) -> list[str]:
-    """ "password" and/or the providers of linked identities that can sign in now."""
-    methods = []
-    if user.password_hash and current_app.config["AUTH_PASSWORD_ENABLED"]:
-        methods.append("password")
-    providers = set(enabled_providers())
-    methods += sorted({i.provider for i in user.identities if i.provider in providers})
-    return methods
-
-
 def can_remove(user: User, method: str, identity_id: int | None = None) -> bool:
     """Would ``user`` still have a way in without this password or identity?"""
     remaining = []
