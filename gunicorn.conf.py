@@ -20,5 +20,7 @@ keepalive = 5
 control_socket_disable = True
 accesslog = "-"
 errorlog = "-"
+# Tokens in verification links and OAuth callbacks never reach the access log.
+logger_class = "pulseboard.gunicorn_logging.RedactingLogger"
 # Only the local Nginx may tell us the client's address and scheme.
 forwarded_allow_ips = "127.0.0.1,::1"

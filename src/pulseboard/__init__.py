@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 
@@ -15,8 +14,6 @@ from .database import configure_engine
 from .extensions import csrf, db, limiter, login_manager, migrate, socketio
 
 __all__ = ["ConfigError", "create_app"]
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def create_app(config: Mapping[str, str] | None = None) -> Flask:
@@ -54,12 +51,9 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
 
 
 def configure_logging(app: Flask) -> None:
-    level = app.config["LOG_LEVEL"]
-    if not logging.getLogger().handlers:
-        # stderr, so a command's own output (an id, a token) stays clean on stdout.
-        logging.basicConfig(level=level, format=LOG_FORMAT)
-    logging.getLogger("pulseboard").setLevel(level)
-    app.logger.setLevel(level)
+    from . import logs
+
+    logs.configure(app)
 
 
 def register_extensions(app: Flask) -> None:

@@ -178,6 +178,8 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "TRUSTED_HOSTS": read.list("TRUSTED_HOSTS") or None,
         "PROXY_FIX_HOPS": read.int("PROXY_FIX_HOPS", 1 if production else 0, maximum=5),
         "MAX_CONTENT_LENGTH": read.int("MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1024),
+        # JSON lines (one object per line) for log collectors; text is easier to read by eye.
+        "LOG_JSON": read.bool("LOG_JSON", production),
         "LOG_LEVEL": read.choice(
             "LOG_LEVEL", ("debug", "info", "warning", "error"), "info"
         ).upper(),

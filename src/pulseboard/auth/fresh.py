@@ -30,4 +30,3 @@ def fresh_login_required(view):
         return view(*args, **kwargs)
 
     return wrapper
-

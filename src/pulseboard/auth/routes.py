@@ -8,6 +8,8 @@ the owner gets a note by mail.
 
 from __future__ import annotations
 
+import logging
+
 from flask import abort, current_app, flash, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
@@ -29,6 +31,8 @@ from .forms import (
 from .links import RESET, VERIFY, LinkError, make_link_token, user_for_link
 from .passwords import hash_password, needs_rehash, verify_password
 from .session_control import end_current_session, end_sessions, mark_fresh, start_session
+
+log = logging.getLogger(__name__)
 
 
 def auth_rate_limit():
@@ -64,6 +68,7 @@ def login():
         password_ok = verify_password(user.password_hash if user else None, form.password.data)
         if user is None or not password_ok or user.disabled:
             # One message for every failure: it must not tell whether the email exists.
+            log.info("password sign-in refused")
             flash("Wrong email or password.", "danger")
         elif verification_pending(user):
             send_verification(user)
@@ -72,6 +77,7 @@ def login():
             if needs_rehash(user.password_hash):
                 user.password_hash = hash_password(form.password.data)
             start_session(user, "password")
+            log.info("password sign-in: user %s", user.id)
             return redirect(local_target(form.next.data, "main.index"))
     return render_template("auth/login.html", form=form)
 

@@ -30,7 +30,7 @@ def run_service(app) -> None:
             "BROKER_URL is memory://: the consumer runs inside the web process. "
             "Set BROKER_URL=amqp://… to run it as a service."
         )
-    log_to_stdout()
+    log_to_stdout(app.config["LOG_JSON"])
     emitter = Emitter.over_message_queue(app.config["BROKER_URL"], app.config["SOCKETIO_CHANNEL"])
     consumer = EventConsumer.from_app(app, emitter)
 
@@ -43,16 +43,16 @@ def run_service(app) -> None:
     consumer.run()
 
 
-def log_to_stdout() -> None:
+def log_to_stdout(json_lines: bool) -> None:
     """A service logs its lifecycle to stdout, one line each (journald under systemd)."""
-    from .. import LOG_FORMAT
+    from ..logs import make_handler
 
     root = logging.getLogger()
     for handler in list(root.handlers):
-        if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+        if getattr(handler, "pulseboard", False):
             root.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    handler = make_handler(sys.stdout, json_lines)
+    handler.pulseboard = True
     root.addHandler(handler)
 
 

@@ -1,0 +1,29 @@
+"""gunicorn's access log without the secrets some URLs carry.
+
+Verification, reset and email-change links hold a token in their path, and
+OAuth callbacks a code and state in their query; none of that may reach a log.
+"""
+
+from __future__ import annotations
+
+import re
+
+from gunicorn.glogging import Logger
+
+TOKEN_IN_PATH = re.compile(r"(/auth/verify/|/auth/reset/|/settings/email/confirm/)[^/?\s]+")
+OAUTH_CALLBACK_QUERY = re.compile(r"(/auth/oauth/[a-z]+/callback)\?\S*")
+REDACTED = "[redacted]"
+
+
+def redact(text: str) -> str:
+    text = TOKEN_IN_PATH.sub(lambda m: m.group(1) + REDACTED, text)
+    return OAUTH_CALLBACK_QUERY.sub(lambda m: m.group(1) + "?" + REDACTED, text)
+
+
+class RedactingLogger(Logger):
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        for key in ("r", "U", "q", "f"):
+            if isinstance(atoms.get(key), str):
+                atoms[key] = redact(atoms[key])
+        return atoms

@@ -1,0 +1,97 @@
+"""Log lines: JSON with request and user ids in production style, and no secrets."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import requests
+
+from pulseboard.gunicorn_logging import redact
+
+from .conftest import PASSWORD
+from .mailbox import SmtpServer
+from .streaming import StreamClient, embedded_site, ingest, signed_in_session
+
+CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+
+
+def form_post(browser, url, page, action, **data):
+    token = CSRF.search(browser.get(f"{url}{page}", timeout=10).text).group(1)
+    return browser.post(f"{url}{action}", data={"csrf_token": token, **data}, timeout=10)
+
+
+def test_logs_are_json_lines_with_ids_and_hold_no_secret(tmp_path):
+    with (
+        SmtpServer() as smtp,
+        embedded_site(
+            tmp_path,
+            LOG_JSON="1",
+            MAIL_SERVER="127.0.0.1",
+            MAIL_PORT=str(smtp.port),
+            MAIL_USE_TLS="0",
+        ) as site,
+    ):
+        url = site["url"]
+        visitor = requests.Session()
+        form_post(
+            visitor,
+            url,
+            "/auth/login",
+            "/auth/login",
+            email="bob@example.com",
+            password="not the password",
+        )
+        form_post(
+            visitor,
+            url,
+            "/auth/register",
+            "/auth/register",
+            display_name="Eve",
+            email="eve@example.com",
+            password=PASSWORD,
+            confirm=PASSWORD,
+            accept="y",
+        )
+        link = smtp.mailbox.link_in(smtp.mailbox.wait_for("eve@example.com", "Confirm"))
+        link_token = urlsplit(link).path.rsplit("/", 1)[1]
+        visitor.get(f"{url}{urlsplit(link).path}", timeout=10)
+        bob = signed_in_session(url, "bob@example.com")
+        cookie = bob.cookies.get("pulseboard_session")
+        client = StreamClient(url, bob)
+        client.call("subscribe", {"topics": ["market.ticks"]})
+        ingest(url, site["token"], [{"topic": "market.ticks", "type": "t", "payload": {}}])
+        client.wait_for_events(1)
+        client.close()
+        visitor.close()
+        log = Path(site["log"]).read_text()
+
+    app_lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+    assert app_lines, "no JSON log lines at all"
+    sign_ins = [line for line in app_lines if line["msg"].startswith("password sign-in")]
+    assert any(line["msg"] == "password sign-in refused" for line in sign_ins)
+    accepted = [line for line in sign_ins if line["msg"].startswith("password sign-in: user")]
+    assert accepted and all(re.fullmatch(r"[0-9a-f]{32}", line["request_id"]) for line in accepted)
+    assert all(line["user_id"] for line in accepted)
+    assert any("sid" in line for line in app_lines if "socket" in line["msg"])
+    for secret in (PASSWORD, "not the password", site["token"], cookie, link_token):
+        assert secret not in log, f"a secret reached the log: {secret[:6]}…"
+
+
+def test_the_request_id_from_the_proxy_is_kept_and_echoed(client):
+    response = client.get("/", headers={"X-Request-ID": "edge-1234abcd"})
+    assert response.headers["X-Request-ID"] == "edge-1234abcd"
+    forged = client.get("/", headers={"X-Request-ID": "bad id; with spaces"})
+    assert re.fullmatch(r"[0-9a-f]{32}", forged.headers["X-Request-ID"])
+
+
+def test_access_log_lines_lose_the_tokens_in_urls():
+    assert redact("GET /auth/verify/abc.DEF-ghi HTTP/1.1") == "GET /auth/verify/[redacted] HTTP/1.1"
+    assert redact("GET /auth/reset/tok HTTP/1.1") == "GET /auth/reset/[redacted] HTTP/1.1"
+    assert redact("/settings/email/confirm/xyz") == "/settings/email/confirm/[redacted]"
+    assert redact("GET /auth/oauth/github/callback?code=c&state=s HTTP/1.1") == (
+        "GET /auth/oauth/github/callback?[redacted] HTTP/1.1"
+    )
+    assert redact("GET /dashboard HTTP/1.1") == "GET /dashboard HTTP/1.1"
