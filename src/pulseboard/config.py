@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from .auth.provider_config import load_oauth_config
+from .oauth_config import load_oauth_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 

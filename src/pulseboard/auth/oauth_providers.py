@@ -18,7 +18,7 @@ from flask import current_app, session
 from joserfc import jwt
 from joserfc.jwk import ECKey
 
-from .provider_config import MICROSOFT_TENANT_ALIASES
+from ..oauth_config import MICROSOFT_TENANT_ALIASES
 
 _REGISTRY_KEY = "authlib.integrations.flask_client"
 _registry_lock = threading.Lock()

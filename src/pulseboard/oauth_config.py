@@ -33,7 +33,7 @@ def load_oauth_config(read) -> dict:
     ``read`` is config._Reader; returns {"OAUTH_PROVIDERS": {name: settings}}.
     """
     # Imported here: config.py imports this module while it is itself loading.
-    from ..config import ConfigError
+    from .config import ConfigError
 
     def pair(prefix: str, client_id: str | None, secret: str | None) -> bool:
         if client_id and not secret:
