@@ -7,9 +7,7 @@ from pulseboard.config import PROJECT_ROOT
 
 def test_every_variable_read_by_the_config_is_documented():
     package = PROJECT_ROOT / "src" / "pulseboard"
-    source = "".join(
-        (package / name).read_text() for name in ("config.py", "oauth_config.py")
-    )
+    source = "".join((package / name).read_text() for name in ("config.py", "oauth_config.py"))
     read = set(re.findall(r'read\.\w+\(\s*"([A-Z][A-Z0-9_]+)"', source))
     example = (PROJECT_ROOT / ".env.example").read_text()
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", example, flags=re.M))
