@@ -1,0 +1,228 @@
+"""Render the deploy assets (systemd units, Nginx site) from ``deploy/templates``.
+
+Standard library only: it runs with the system's python3 before the
+virtualenv exists.  Templates hold ``{{NAME}}`` placeholders; Nginx's own
+``$variables`` pass through untouched.  A placeholder without a value stops
+the render with its name, so a half-filled file is never written.
+
+Settings come from ``deploy.conf`` (written by setup.sh, shell-quoted so the
+scripts can source it) and the app's ``.env``; any of them can be overridden
+with ``--set NAME=VALUE`` (tests render with loopback ports and temp paths).
+
+    python3 deploy/render.py --conf deploy/build/deploy.conf --out deploy/build
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import sys
+from pathlib import Path
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+PLACEHOLDER = re.compile(r"\{\{([A-Z][A-Z0-9_]*)\}\}")
+# The app's default Content-Security-Policy (config.py); Nginx sends the same one.
+DEFAULT_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "font-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; "
+    "base-uri 'self'; form-action 'self'; object-src 'none'"
+)
+# Nginx waits this much longer than Socket.IO's ping interval + timeout before
+# it gives up on a quiet socket, so only Socket.IO ever decides a peer is gone.
+SOCKET_TIMEOUT_MARGIN = 30
+
+
+class RenderError(ValueError):
+    """A setting is missing or a template names a value nobody provides."""
+
+
+def read_conf(path: Path) -> dict[str, str]:
+    """``KEY='value'`` lines as written by :func:`write_conf` (comments and blanks skipped)."""
+    values = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, raw = line.partition("=")
+        if not sep or not re.fullmatch(r"[A-Z][A-Z0-9_]*", key):
+            raise RenderError(f"{path}:{number}: expected KEY=value, not {line!r}")
+        parts = shlex.split(raw) if raw else [""]
+        values[key] = parts[0] if parts else ""
+    return values
+
+
+def conf_text(values: dict[str, str]) -> str:
+    lines = ["# Deployment answers from setup.sh; the deploy scripts source this file."]
+    lines += [f"{key}={shlex.quote(str(value))}" for key, value in values.items()]
+    return "\n".join(lines) + "\n"
+
+
+def read_env(path: Path) -> dict[str, str]:
+    """The app's .env, enough of it for rendering (quotes stripped)."""
+    values = {}
+    if not path.exists():
+        return values
+    for line in path.read_text().splitlines():
+        match = re.match(r"^\s*([A-Z][A-Z0-9_]*)=(.*)$", line)
+        if match:
+            raw = match.group(2).strip()
+            if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"":
+                raw = raw[1:-1]
+            values[match.group(1)] = raw
+    return values
+
+
+def web_ports(settings: dict[str, str]) -> list[int]:
+    if settings.get("WEB_PORTS"):
+        return [int(port) for port in settings["WEB_PORTS"].split(",")]
+    base = int(settings["BASE_PORT"])
+    return list(range(base, base + int(settings["WEB_INSTANCES"])))
+
+
+def _listen(spec: str, suffix: str) -> str:
+    """``80`` listens on every IPv4 and IPv6 address; ``127.0.0.1:18080`` on that one only."""
+    lines = [f"    listen {spec}{suffix};"]
+    if spec.isdigit():
+        lines.append(f"    listen [::]:{spec}{suffix};")
+    return "\n".join(lines)
+
+
+def template_values(settings: dict[str, str], env: dict[str, str]) -> dict[str, str]:
+    """Every placeholder's value, from deploy.conf settings and the app's .env."""
+    slug = settings["APP_SLUG"]
+    app_dir = settings["APP_DIR"].rstrip("/")
+    venv_dir = settings.get("VENV_DIR") or f"{app_dir}/.venv"
+    https_listen = settings.get("HTTPS_LISTEN", "443")
+    https_port = https_listen.rsplit(":", 1)[-1]
+    ping = int(env.get("STREAM_PING_INTERVAL") or 25) + int(env.get("STREAM_PING_TIMEOUT") or 20)
+    dependencies = []
+    if settings.get("DB_ENGINE") == "mysql":
+        dependencies.append("mysql.service")
+    if settings.get("MQ") == "rabbitmq":
+        dependencies.append("rabbitmq-server.service")
+    in_home = any(
+        path == root or path.startswith(root + "/")
+        for path in (app_dir, venv_dir)
+        for root in ("/home", "/root", "/run/user")
+    )
+    values = {
+        "APP_NAME": settings["APP_NAME"],
+        "APP_SLUG": slug,
+        "APP_SLUG_ID": slug.replace("-", "_"),
+        "APP_DOMAIN": settings["APP_DOMAIN"],
+        "APP_DIR": app_dir,
+        "VENV_DIR": venv_dir,
+        "ENV_FILE": settings.get("ENV_FILE") or f"{app_dir}/.env",
+        "STATIC_DIR": settings.get("STATIC_DIR") or f"{app_dir}/static",
+        "STATE_DIR": settings.get("STATE_DIR") or f"/var/lib/{slug}",
+        "DEPLOY_USER": settings["DEPLOY_USER"],
+        "BASE_PORT": str(web_ports(settings)[0]),
+        # A checkout under /home stays readable; everything else in /home is hidden.
+        "PROTECT_HOME": "read-only" if in_home else "yes",
+        "SERVICE_DEPENDENCIES": " ".join(dependencies),
+        "DEMO_NOTE": ", demo producer" if settings.get("DEMO_PRODUCER") == "yes" else "",
+        "NGINX_INCLUDE_DIR": settings.get("NGINX_INCLUDE_DIR", "/etc/nginx/snippets"),
+        "HTTP_LISTEN_DIRECTIVES": _listen(settings.get("HTTP_LISTEN", "80"), ""),
+        "HTTPS_LISTEN_DIRECTIVES": _listen(https_listen, " ssl http2"),
+        "HTTPS_PORT_SUFFIX": "" if https_port == "443" else f":{https_port}",
+        "TLS_CERT": settings.get("TLS_CERT") or f"/etc/ssl/{slug}/fullchain.pem",
+        "TLS_KEY": settings.get("TLS_KEY") or f"/etc/ssl/{slug}/privkey.pem",
+        "ACME_ROOT": settings.get("ACME_ROOT") or f"/var/www/{slug}-acme",
+        "NGINX_ACCESS_LOG": settings.get("NGINX_ACCESS_LOG") or f"/var/log/nginx/{slug}.access.log",
+        "NGINX_ERROR_LOG": settings.get("NGINX_ERROR_LOG") or f"/var/log/nginx/{slug}.error.log",
+        "CLIENT_MAX_BODY_SIZE": str(int(env.get("MAX_CONTENT_LENGTH") or 1048576)),
+        "CONTENT_SECURITY_POLICY": env.get("CONTENT_SECURITY_POLICY") or DEFAULT_CSP,
+        "SOCKET_READ_TIMEOUT": f"{ping + SOCKET_TIMEOUT_MARGIN}s",
+        "UPSTREAM_SERVERS": "\n".join(
+            f"    server 127.0.0.1:{port} max_fails=3 fail_timeout=10s;"
+            for port in web_ports(settings)
+        ),
+    }
+    if '"' in values["CONTENT_SECURITY_POLICY"]:
+        raise RenderError("CONTENT_SECURITY_POLICY may not contain double quotes")
+    values["HARDENING"] = render_text(
+        (TEMPLATES / "systemd" / "hardening.conf").read_text(), values
+    ).rstrip("\n")
+    return values
+
+
+def render_text(text: str, values: dict[str, str]) -> str:
+    def substitute(match: re.Match) -> str:
+        name = match.group(1)
+        if name not in values:
+            raise RenderError(f"no value for {{{{{name}}}}}")
+        return values[name]
+
+    return PLACEHOLDER.sub(substitute, text)
+
+
+def outputs(settings: dict[str, str]) -> dict[str, str]:
+    """Rendered file (relative to the output dir) → template (relative to templates/)."""
+    slug = settings["APP_SLUG"]
+    files = {
+        f"systemd/{slug}-web@.service": "systemd/web@.service",
+        f"systemd/{slug}.target": "systemd/app.target",
+        f"systemd/{slug}-demo.service": "systemd/demo.service",
+        f"nginx/{slug}.conf": "nginx/site.conf",
+        f"nginx/{slug}-upstream.conf": "nginx/upstream.conf",
+        f"nginx/{slug}-security-headers.conf": "nginx/security-headers.conf",
+        f"nginx/{slug}-proxy-headers.conf": "nginx/proxy-headers.conf",
+    }
+    if settings.get("MQ", "rabbitmq") == "rabbitmq":
+        # With the in-process bus (memory://) the consumer lives in the web process.
+        files[f"systemd/{slug}-consumer.service"] = "systemd/consumer.service"
+    return files
+
+
+def render_all(settings: dict[str, str], env: dict[str, str], out_dir: Path) -> list[Path]:
+    """Write every asset into ``out_dir``; returns the files whose content changed.
+
+    Unchanged files are not rewritten (their times stay), and files left over
+    from earlier answers (another slug, no consumer) are removed.
+    """
+    values = template_values(settings, env)
+    rendered = {
+        out_dir / name: render_text((TEMPLATES / template).read_text(), values)
+        for name, template in outputs(settings).items()
+    }
+    changed = []
+    for path, text in rendered.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists() or path.read_text() != text:
+            path.write_text(text)
+            changed.append(path)
+    for folder in ("systemd", "nginx"):
+        for stale in sorted((out_dir / folder).glob("*")):
+            if stale.is_file() and stale not in rendered:
+                stale.unlink()
+                changed.append(stale)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--conf", type=Path, required=True, help="deploy.conf from setup.sh")
+    parser.add_argument("--env-file", type=Path, help="the app's .env (default: APP_DIR/.env)")
+    parser.add_argument("--out", type=Path, required=True, help="output directory")
+    parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE")
+    args = parser.parse_args(argv)
+    try:
+        settings = read_conf(args.conf)
+        for item in args.set:
+            name, sep, value = item.partition("=")
+            if not sep:
+                raise RenderError(f"--set needs NAME=VALUE, not {item!r}")
+            settings[name] = value
+        env_file = args.env_file or Path(settings.get("ENV_FILE") or f"{settings['APP_DIR']}/.env")
+        changed = render_all(settings, read_env(env_file), args.out)
+    except (OSError, KeyError, ValueError) as error:
+        print(f"render: {error}", file=sys.stderr)
+        return 1
+    for path in changed:
+        print(f"rendered {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

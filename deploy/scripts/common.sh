@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Shared by the deploy scripts (sourced, never run): messages, checks, settings.
+#
+# Settings come from deploy.conf, written by setup.sh: DEPLOY_CONF names it,
+# by default deploy/build/deploy.conf in this checkout.
+
+DEPLOY_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DEPLOY_CONF=${DEPLOY_CONF:-$DEPLOY_DIR/build/deploy.conf}
+
+log() { printf '==> %s\n' "$*"; }
+warn() { printf 'warning: %s\n' "$*" >&2; }
+die() {
+  printf 'error: %s\n' "$*" >&2
+  exit 1
+}
+
+require_root() {
+  [[ $(id -u) -eq 0 ]] || die "$(basename "$0") changes the system: run it as root (sudo $0 $*)"
+}
+
+# Load deploy.conf and check that the app's .env exists; stop before touching anything otherwise.
+load_settings() {
+  [[ -r $DEPLOY_CONF ]] || die "$DEPLOY_CONF not found: run ./setup.sh first (or set DEPLOY_CONF)"
+  # shellcheck source=/dev/null
+  source "$DEPLOY_CONF"
+  local name
+  for name in APP_SLUG APP_DIR VENV_DIR ENV_FILE DEPLOY_USER BASE_PORT WEB_INSTANCES MQ; do
+    [[ -n ${!name:-} ]] || die "$DEPLOY_CONF has no $name: run ./setup.sh again"
+  done
+  [[ -f $ENV_FILE ]] || die "$ENV_FILE is missing: run ./setup.sh to write it (it holds SECRET_KEY)"
+  BUILD_DIR=$(dirname "$DEPLOY_CONF")
+  export APP_SLUG APP_DIR VENV_DIR ENV_FILE DEPLOY_USER BASE_PORT WEB_INSTANCES MQ BUILD_DIR
+}
+
+# The ports of the web instances: BASE_PORT, BASE_PORT+1, ...
+web_ports() {
+  local i
+  for ((i = 0; i < WEB_INSTANCES; i++)); do
+    printf '%s\n' $((BASE_PORT + i))
+  done
+}
+
+web_units() {
+  local port
+  while read -r port; do
+    printf '%s-web@%s.service\n' "$APP_SLUG" "$port"
+  done < <(web_ports)
+}
+
+# Every unit this install runs, web instances first.
+app_units() {
+  web_units
+  if [[ $MQ == rabbitmq ]]; then printf '%s-consumer.service\n' "$APP_SLUG"; fi
+  if [[ ${DEMO_PRODUCER:-no} == yes ]]; then printf '%s-demo.service\n' "$APP_SLUG"; fi
+}
+
+# A value from the app's .env (quotes removed); empty when unset.
+env_value() {
+  sed -n "s/^$1=//p" "$ENV_FILE" | tail -n 1 | sed -e "s/^'\(.*\)'\$/\1/" -e 's/^"\(.*\)"$/\1/'
+}
+
+# Wait until http://127.0.0.1:PORT/healthz answers, at most SECONDS seconds.
+wait_healthy() {
+  local port=$1 deadline=$((SECONDS + ${2:-30}))
+  until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/healthz"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 1
+  done
+}

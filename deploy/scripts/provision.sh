@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Create what the services need, idempotently: the deploy user, its state
+# directory, the MySQL database and user, the RabbitMQ vhost and user. The
+# passwords are the ones in .env (written by setup.sh).
+set -euo pipefail
+# shellcheck source=common.sh source-path=SCRIPTDIR
+source "$(dirname "$0")/common.sh"
+
+load_settings
+require_root "$@"
+
+# URL parts: url_part URL user|password|host|path (percent-decoded).
+url_part() {
+  python3 -c 'import sys, urllib.parse as u
+p = u.urlsplit(sys.argv[1])
+v = {"user": p.username, "password": p.password, "host": p.hostname, "path": p.path.lstrip("/")}
+print(u.unquote(v[sys.argv[2]] or ""))' "$1" "$2"
+}
+
+if ! id -u "$DEPLOY_USER" >/dev/null 2>&1; then
+  log "creating system user $DEPLOY_USER"
+  useradd --system --home-dir "/var/lib/$APP_SLUG" --no-create-home --shell /usr/sbin/nologin "$DEPLOY_USER"
+fi
+install -d -m 0750 -o "$DEPLOY_USER" -g "$DEPLOY_USER" "/var/lib/$APP_SLUG"
+# Only root and the service user read the secrets.
+chown "$DEPLOY_USER:$DEPLOY_USER" "$ENV_FILE"
+chmod 0600 "$ENV_FILE"
+
+database_url=$(env_value DATABASE_URL)
+if [[ $database_url == mysql* ]]; then
+  host=$(url_part "$database_url" host)
+  if [[ $host == 127.0.0.1 || $host == localhost ]]; then
+    user=$(url_part "$database_url" user)
+    password=$(url_part "$database_url" password)
+    name=$(url_part "$database_url" path)
+    [[ $name =~ ^[A-Za-z0-9_]+$ && $user =~ ^[A-Za-z0-9_]+$ && $password =~ ^[A-Za-z0-9_-]*$ ]] ||
+      die "DATABASE_URL: the database, user and password must be plain [A-Za-z0-9_-] to be created here"
+    log "MySQL: database $name, user $user"
+    mysql --user=root <<SQL
+CREATE DATABASE IF NOT EXISTS \`$name\` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+CREATE USER IF NOT EXISTS '$user'@'127.0.0.1' IDENTIFIED BY '$password';
+CREATE USER IF NOT EXISTS '$user'@'localhost' IDENTIFIED BY '$password';
+ALTER USER '$user'@'127.0.0.1' IDENTIFIED BY '$password';
+ALTER USER '$user'@'localhost' IDENTIFIED BY '$password';
+GRANT ALL PRIVILEGES ON \`$name\`.* TO '$user'@'127.0.0.1';
+GRANT ALL PRIVILEGES ON \`$name\`.* TO '$user'@'localhost';
+SQL
+  else
+    log "MySQL on $host: create the database and user there yourself (RUNBOOK.md, MySQL)"
+  fi
+fi
+
+broker_url=$(env_value BROKER_URL)
+if [[ $broker_url == amqp* ]]; then
+  host=$(url_part "$broker_url" host)
+  if [[ $host == 127.0.0.1 || $host == localhost ]]; then
+    user=$(url_part "$broker_url" user)
+    password=$(url_part "$broker_url" password)
+    vhost=$(url_part "$broker_url" path)
+    vhost=${vhost:-/}
+    log "RabbitMQ: vhost $vhost, user $user"
+    rabbitmqctl list_vhosts --quiet | grep -qxF "$vhost" || rabbitmqctl add_vhost "$vhost"
+    if rabbitmqctl list_users --quiet | cut -f1 | grep -qxF "$user"; then
+      rabbitmqctl change_password "$user" "$password" >/dev/null
+    else
+      rabbitmqctl add_user "$user" "$password" >/dev/null
+    fi
+    rabbitmqctl set_permissions -p "$vhost" "$user" '.*' '.*' '.*'
+  else
+    log "RabbitMQ on $host: create the vhost and user there yourself (RUNBOOK.md, RabbitMQ)"
+  fi
+fi
+log "provisioned"

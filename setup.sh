@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Pulseboard setup: ask the setup questions, write .env and the deploy assets,
+# then install and start everything on this Ubuntu 22.04/24.04 server.
+#
+#   sudo ./setup.sh                       ask each question (Enter takes the default)
+#   sudo ./setup.sh --defaults            no questions: defaults, or the previous answers
+#   sudo ./setup.sh --answers FILE        KEY=value answers (see RUNBOOK.md)
+#   ./setup.sh --render-only [--output DIR] [--env-file FILE] ...
+#                                         only write .env and render the assets;
+#                                         the system is left alone (no root needed)
+#   --skip-verify                         do not run deploy/verify.sh at the end
+#
+# Answers may also be piped on stdin, one line per question. Running it again
+# keeps SECRET_KEY and the generated passwords and changes only what the
+# answers change. Steps after the questions: deploy/scripts/*.sh, in order.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+
+render_only=0
+skip_verify=0
+output=$here/deploy/build
+wizard_args=()
+while (($#)); do
+  case $1 in
+    --render-only) render_only=1 ;;
+    --skip-verify) skip_verify=1 ;;
+    --output)
+      output=${2:?--output needs a directory}
+      shift
+      ;;
+    --env-file | --answers | --app-dir | --venv)
+      wizard_args+=("$1" "${2:?$1 needs a value}")
+      shift
+      ;;
+    --defaults) wizard_args+=("$1") ;;
+    -h | --help)
+      sed -n '2,16s/^# \{0,1\}//p' "$0"
+      exit 0
+      ;;
+    *)
+      echo "setup.sh: unknown option $1 (see --help)" >&2
+      exit 2
+      ;;
+  esac
+  shift
+done
+
+if ((!render_only)) && [[ $(id -u) -ne 0 ]]; then
+  echo "setup.sh installs system packages and services: run it as root (sudo ./setup.sh)," >&2
+  echo "or with --render-only to write .env and the deploy assets only." >&2
+  exit 1
+fi
+command -v python3 >/dev/null || {
+  echo "setup.sh needs python3 (apt-get install python3)" >&2
+  exit 1
+}
+
+python3 "$here/deploy/wizard.py" --output "$output" "${wizard_args[@]}"
+
+if ((render_only)); then
+  echo "rendered into $output; nothing installed (--render-only)"
+  exit 0
+fi
+
+export DEPLOY_CONF=$output/deploy.conf
+scripts=$here/deploy/scripts
+"$scripts/install-deps.sh"
+"$scripts/provision.sh"
+"$scripts/install-app.sh"
+"$scripts/configure-systemd.sh"
+"$scripts/tls-certificate.sh" --bootstrap
+"$scripts/configure-nginx.sh"
+"$scripts/tls-certificate.sh"
+"$scripts/restart.sh" all
+
+# shellcheck source=/dev/null
+source "$DEPLOY_CONF"
+if ((!skip_verify)); then
+  verify_args=()
+  if [[ $TLS_MODE == selfsigned ]]; then verify_args=(--cacert "/etc/ssl/$APP_SLUG/fullchain.pem"); fi
+  "$here/deploy/verify.sh" "${verify_args[@]}" "https://$APP_DOMAIN" ||
+    echo "some checks failed: see RUNBOOK.md, 'When a check fails'" >&2
+fi
+echo "done: https://$APP_DOMAIN (first admin account: RUNBOOK.md, 'First steps')"

@@ -1,0 +1,231 @@
+"""The rendered Nginx site in front of two gunicorn gevent instances, over TLS on loopback.
+
+Everything production runs, but on high loopback ports: Nginx from the same
+templates, two web instances in production mode on RabbitMQ and MariaDB, the
+consumer; then what a browser and deploy/verify.sh see through it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import subprocess
+
+import pymysql
+import pytest
+import requests
+
+from pulseboard.config import load_config
+from pulseboard.events.producer import Producer
+from pulseboard.events.topology import Topology
+
+from .conftest import PASSWORD
+from .deploy_site import VERIFY, render_site, run_verify, running_nginx
+from .pipeline import ConsumerProcess, declared_topology
+from .servers import base_env, free_port, gunicorn, run_cli
+from .streaming import CSRF, StreamClient
+
+HEADERS = (
+    "Strict-Transport-Security",
+    "X-Frame-Options",
+    "X-Content-Type-Options",
+    "Referrer-Policy",
+    "Content-Security-Policy",
+)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory, rabbitmq_url, mysql_server):
+    """https://localhost:<port> → Nginx → two gunicorn instances; consumer on RabbitMQ."""
+    tmp = tmp_path_factory.mktemp("deploy-site")
+    database = f"pb_t_{secrets.token_hex(4)}"
+    admin = pymysql.connect(host="127.0.0.1", user="root")
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
+    web_ports = [free_port(), free_port()]
+    http_port, https_port = free_port(), free_port()
+    url = f"https://localhost:{https_port}"
+    env = base_env(
+        APP_ENV="production",
+        SECRET_KEY=secrets.token_urlsafe(48),
+        APP_SLUG=f"pbt-{secrets.token_hex(4)}",
+        APP_DOMAIN="localhost",
+        DATABASE_URL=f"{mysql_server}/{database}?charset=utf8mb4",
+        BROKER_URL=rabbitmq_url,
+        PUBLIC_ORIGINS=url,
+        PROXY_FIX_HOPS="1",
+        TMPDIR=str(tmp),
+        AUTH_RATE_LIMIT="1000/minute",
+        CONSUMER_BATCH_WAIT_MS="5",
+    )
+    conf = render_site(tmp / "nginx", web_ports, http_port, https_port)
+    try:
+        assert run_cli("db", "upgrade", env=env).returncode == 0
+        created = run_cli(
+            "users", "create", "bob@example.com", "--password-stdin", env=env, input=PASSWORD + "\n"
+        )
+        assert created.returncode == 0, created.stderr
+        with contextlib.ExitStack() as stack, pytest.MonkeyPatch.context() as patch:
+            # requests (and the Socket.IO client's polling) trust the test certificate.
+            patch.setenv("REQUESTS_CA_BUNDLE", str(conf.parent / "cert.pem"))
+            stack.enter_context(
+                declared_topology(rabbitmq_url, Topology.from_config(load_config(env)))
+            )
+            for port in web_ports:
+                stack.enter_context(gunicorn(env, port=port))
+            consumer = ConsumerProcess(env, tmp / "consumer.log")
+            stack.callback(consumer.stop)
+            consumer.wait_connected()
+            stack.enter_context(running_nginx(conf, https_port))
+            yield {
+                "url": url,
+                "http_url": f"http://localhost:{http_port}",
+                "web_ports": web_ports,
+                "config": load_config(env),
+                "cacert": conf.parent / "cert.pem",
+                "tmp": tmp,
+            }
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {database}")
+        admin.close()
+
+
+def signed_in_over_https(site) -> requests.Session:
+    """Sign in as a browser does over HTTPS: with a Referer, which CSRF checks there."""
+    browser = requests.Session()
+    browser.verify = str(site["cacert"])
+    browser.headers["Referer"] = f"{site['url']}/auth/login"
+    page = browser.get(f"{site['url']}/auth/login", timeout=10).text
+    response = browser.post(
+        f"{site['url']}/auth/login",
+        data={"email": "bob@example.com", "password": PASSWORD, "csrf_token": CSRF.search(page)[1]},
+        timeout=10,
+    )
+    # Signed in, and redirected within the public origin (Nginx passed the host and scheme).
+    assert response.url in (f"{site['url']}/welcome", f"{site['url']}/dashboard"), response.url
+    return browser
+
+
+@pytest.fixture
+def clients():
+    opened = []
+    yield opened
+    for client in opened:
+        client.close()
+
+
+def test_plain_http_is_redirected_to_https(site):
+    response = requests.get(f"{site['http_url']}/dashboard?x=1", allow_redirects=False, timeout=10)
+    assert response.status_code == 301
+    assert response.headers["Location"] == f"{site['url']}/dashboard?x=1"
+
+
+def test_the_acme_challenge_is_answered_over_plain_http(site):
+    challenge = site["tmp"] / "nginx" / "acme" / ".well-known" / "acme-challenge" / "token123"
+    challenge.write_text("token123.thumbprint")
+    response = requests.get(
+        f"{site['http_url']}/.well-known/acme-challenge/token123", allow_redirects=False, timeout=10
+    )
+    assert (response.status_code, response.text) == (200, "token123.thumbprint")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/auth/login",
+        "/static/css/app.css",
+        "/socket.io/?EIO=4&transport=polling",
+        "/healthz",
+        "/nope",
+    ],
+)
+def test_every_response_carries_each_security_header_once(site, path):
+    response = requests.get(f"{site['url']}{path}", timeout=10)
+    for name in HEADERS:
+        values = [v for k, v in response.raw.headers.items() if k.lower() == name.lower()]
+        assert len(values) == 1, f"{path}: {name} {values}"
+    assert (
+        "'unsafe-inline'"
+        not in response.headers["Content-Security-Policy"].split("script-src")[1].split(";")[0]
+    )
+
+
+def test_static_files_are_served_by_nginx_with_caching(site):
+    response = requests.get(f"{site['url']}/static/css/app.css", timeout=10)
+    assert response.status_code == 200
+    assert "max-age=604800" in response.headers["Cache-Control"]
+    assert response.headers["Content-Type"].startswith("text/css")
+
+
+def test_metrics_are_not_reachable_through_nginx(site):
+    assert requests.get(f"{site['url']}/metrics", timeout=10).status_code == 403
+
+
+def test_the_app_sees_the_client_scheme_and_sets_secure_cookies(site):
+    response = requests.get(f"{site['url']}/auth/login", timeout=10)
+    cookie = response.headers["Set-Cookie"]
+    assert cookie.startswith("__Host-session=")
+    for flag in ("Secure", "HttpOnly", "SameSite=Lax"):
+        assert flag in cookie
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_a_signed_in_client_receives_events_through_nginx(site, clients, transport):
+    browser = signed_in_over_https(site)
+    client = StreamClient(site["url"], browser, transport)
+    clients.append(client)
+    assert client.client.transport() == transport
+    assert client.call("subscribe", {"topics": ["market.ticks"]})["ok"]
+    producer = Producer.from_config(site["config"])
+    ids = [producer.publish("market.ticks", "tick", {"n": n}, key="ACME") for n in range(5)]
+    producer.close()
+    assert [event["id"] for event in client.wait_for_events(5)][-5:] == ids
+
+
+def test_verify_script_passes_against_the_live_site(site):
+    result = run_verify(site["url"], site["http_url"], site["cacert"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "FAIL" not in result.stdout
+    for check in (
+        "healthz",
+        "readyz",
+        "http_redirects_to_https",
+        "session_cookie",
+        "socketio_polling_handshake",
+        "websocket_upgrade",
+        "stream_refuses_anonymous",
+    ):
+        assert f"PASS {check}\n" in result.stdout
+
+
+def test_verify_script_names_the_header_a_site_forgot(site, tmp_path):
+    # The snippet still hides the app's own copy, so the header is gone altogether.
+    http_port, https_port = free_port(), free_port()
+    conf = render_site(tmp_path, site["web_ports"], http_port, https_port)
+    snippet = tmp_path / "assets" / "nginx" / "pulseboard-security-headers.conf"
+    snippet.write_text(
+        "".join(
+            line
+            for line in snippet.read_text().splitlines(True)
+            if not line.startswith("add_header X-Frame-Options")
+        )
+    )
+    with running_nginx(conf, https_port):
+        result = run_verify(
+            f"https://localhost:{https_port}",
+            f"http://localhost:{http_port}",
+            tmp_path / "cert.pem",
+        )
+    assert result.returncode == 1
+    assert "FAIL header X-Frame-Options: " in result.stdout
+    assert "PASS header Referrer-Policy" in result.stdout
+
+
+def test_verify_script_fails_when_nothing_answers():
+    result = subprocess.run(
+        ["bash", str(VERIFY), "--insecure", f"https://localhost:{free_port()}"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 1
+    assert "FAIL healthz: " in result.stdout
