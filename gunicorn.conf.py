@@ -24,3 +24,18 @@ errorlog = "-"
 logger_class = "pulseboard.gunicorn_logging.RedactingLogger"
 # Only the local Nginx may tell us the client's address and scheme.
 forwarded_allow_ips = "127.0.0.1,::1"
+
+
+def child_exit(server, worker):
+    """Drop an exited worker's live gauges (sockets, subscriptions) from the shared metrics."""
+    from pathlib import Path
+
+    from dotenv import dotenv_values
+
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or dotenv_values(
+        Path(__file__).resolve().parent / ".env"
+    ).get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid, directory)

@@ -70,7 +70,8 @@ def gunicorn(env: dict[str, str], port: int | None = None, ready_timeout: float 
     """Serve ``pulseboard.wsgi:app`` as production does; yield the URL once /healthz answers."""
     port = port or free_port()
     # Pages served here open sockets to here: accept this server's own origin.
-    env = {"PUBLIC_ORIGINS": f"http://127.0.0.1:{port}", **env}
+    # PORT as production sets it: the instance's name in its metrics.
+    env = {"PUBLIC_ORIGINS": f"http://127.0.0.1:{port}", "PORT": str(port), **env}
     log_dir = Path(env.get("TMPDIR", tempfile.gettempdir()))
     log = open(log_dir / f"gunicorn-{port}.log", "w+")  # noqa: SIM115
     process = subprocess.Popen(

@@ -13,9 +13,11 @@ from pulseboard.gunicorn_logging import redact
 
 from .conftest import PASSWORD
 from .mailbox import SmtpServer
-from .streaming import StreamClient, embedded_site, ingest, signed_in_session
+from .streaming import StreamClient, embedded_site, ingest
 
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
+# A line in the text format (logs.TEXT_FORMAT), which LOG_JSON=1 must never write.
+TEXT_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [A-Z]+ \S+: ")
 
 
 def form_post(browser, url, page, action, **data):
@@ -58,11 +60,23 @@ def test_logs_are_json_lines_with_ids_and_hold_no_secret(tmp_path):
         link = smtp.mailbox.link_in(smtp.mailbox.wait_for("eve@example.com", "Confirm"))
         link_token = urlsplit(link).path.rsplit("/", 1)[1]
         visitor.get(f"{url}{urlsplit(link).path}", timeout=10)
-        bob = signed_in_session(url, "bob@example.com")
+        bob = requests.Session()
+        signed_in = form_post(
+            bob, url, "/auth/login", "/auth/login", email="bob@example.com", password=PASSWORD
+        )
+        sign_in_request_id = signed_in.history[0].headers["X-Request-ID"]
         cookie = bob.cookies.get("pulseboard_session")
         client = StreamClient(url, bob)
         client.call("subscribe", {"topics": ["market.ticks"]})
         ingest(url, site["token"], [{"topic": "market.ticks", "type": "t", "payload": {}}])
+        wrong_token = "pbk_" + "w" * 40
+        refused = requests.post(
+            f"{url}/api/v1/events",
+            json=[{"topic": "market.ticks", "type": "t", "payload": {}}],
+            headers={"Authorization": f"Bearer {wrong_token}"},
+            timeout=10,
+        )
+        assert refused.status_code == 401
         client.wait_for_events(1)
         client.close()
         visitor.close()
@@ -70,13 +84,18 @@ def test_logs_are_json_lines_with_ids_and_hold_no_secret(tmp_path):
 
     app_lines = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
     assert app_lines, "no JSON log lines at all"
+    assert all({"ts", "level", "logger", "msg"} <= line.keys() for line in app_lines)
+    # The app's lines are all JSON; the rest is gunicorn's own log and access log.
+    assert not [line for line in log.splitlines() if TEXT_LINE.match(line)]
+    assert any(line.get("request_id") == sign_in_request_id for line in app_lines)
     sign_ins = [line for line in app_lines if line["msg"].startswith("password sign-in")]
     assert any(line["msg"] == "password sign-in refused" for line in sign_ins)
     accepted = [line for line in sign_ins if line["msg"].startswith("password sign-in: user")]
     assert accepted and all(re.fullmatch(r"[0-9a-f]{32}", line["request_id"]) for line in accepted)
     assert all(line["user_id"] for line in accepted)
     assert any("sid" in line for line in app_lines if "socket" in line["msg"])
-    for secret in (PASSWORD, "not the password", site["token"], cookie, link_token):
+    assert "Bearer" not in log and "Authorization" not in log
+    for secret in (PASSWORD, "not the password", site["token"], wrong_token, cookie, link_token):
         assert secret not in log, f"a secret reached the log: {secret[:6]}…"
 
 

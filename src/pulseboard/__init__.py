@@ -38,6 +38,7 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     )
     app.config.update(settings)
     configure_logging(app)
+    register_metrics(app)
     if app.config["PROXY_FIX_HOPS"]:
         hops = app.config["PROXY_FIX_HOPS"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
@@ -54,6 +55,14 @@ def configure_logging(app: Flask) -> None:
     from . import logs
 
     logs.configure(app)
+
+
+def register_metrics(app: Flask) -> None:
+    # Before the extensions: the request clock must start ahead of the rate limiter's
+    # check, so a refused (429) request is counted too.
+    from .metrics.web import init_app
+
+    init_app(app)
 
 
 def register_extensions(app: Flask) -> None:

@@ -7,6 +7,7 @@ naming the variable to fix, instead of failing later inside a request.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -217,6 +218,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         # HTTP ingest
         "API_MAX_BATCH": read.int("API_MAX_BATCH", 500, minimum=1, maximum=10_000),
         "API_RATE_LIMIT": read.str("API_RATE_LIMIT", "1200/minute"),
+        **_metrics_config(read),
         # Sessions (server-side, in the database)
         "SESSION_TYPE": "sqlalchemy",
         "SESSION_PERMANENT": True,
@@ -326,6 +328,35 @@ def _mail_config(read: _Reader, app_env: str) -> dict:
             "MAIL_DEFAULT_SENDER", f"no-reply@{read.str('APP_DOMAIN', 'localhost')}"
         ),
         "MAIL_TIMEOUT": read.float("MAIL_TIMEOUT", 10.0, minimum=1.0),
+    }
+
+
+def _metrics_config(read: _Reader) -> dict:
+    networks = read.list("METRICS_ALLOWED_NETWORKS", ("127.0.0.1/32", "::1/128"))
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"METRICS_ALLOWED_NETWORKS must list networks like 10.0.0.0/8, not {network!r}"
+            ) from None
+    token = read.str("METRICS_TOKEN")
+    if token is not None and len(token) < 24:
+        raise ConfigError("METRICS_TOKEN must be a random value of at least 24 characters")
+    directory = read.str("PROMETHEUS_MULTIPROC_DIR")
+    if directory is not None and not (os.path.isdir(directory) and os.access(directory, os.W_OK)):
+        raise ConfigError(
+            f"PROMETHEUS_MULTIPROC_DIR must be an existing folder this user can write, "
+            f"not {directory!r}"
+        )
+    return {
+        # Who may read /metrics: these networks, or a request bearing the token.
+        "METRICS_ALLOWED_NETWORKS": networks,
+        "METRICS_TOKEN": token,
+        # Web instances on one host share their metrics through files in this folder.
+        "PROMETHEUS_MULTIPROC_DIR": directory,
+        # The consumer's own metrics on 127.0.0.1:<port>; 0 turns them off.
+        "CONSUMER_METRICS_PORT": read.int("CONSUMER_METRICS_PORT", 0, maximum=65535),
     }
 
 

@@ -37,6 +37,7 @@ NAV_ITEMS = (
     NavItem("pricing", "main.pricing", "Pricing", "tag"),
     NavItem("design-system", "main.design_system", "Design system", "palette"),
     NavItem("admin", "admin.index", "Admin", "shield-lock", admin_only=True, always_on=True),
+    NavItem("system", "admin.system", "System", "activity", admin_only=True, always_on=True),
 )
 # Reached from the account menu rather than the main navigation.
 ACCOUNT_ITEMS = (

@@ -22,6 +22,7 @@ from flask_login import current_user, login_required
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from joserfc.errors import JoseError
 
+from .. import metrics
 from ..extensions import csrf, db, limiter
 from ..models import OAuthIdentity
 from ..safe_redirect import local_target
@@ -225,6 +226,8 @@ def linked_account_helpers():
 def _fail(message: str, state_data: dict | None = None):
     flash(message, "danger")
     intent = (state_data or {}).get("intent", "login")
+    if intent == "login":  # Apple's form_post callback is the one route without <provider>
+        metrics.login((request.view_args or {}).get("provider", "apple"), succeeded=False)
     if intent != "login" and current_user.is_authenticated:
         return redirect(local_target(state_data.get("next"), _fallback(intent)))
     return redirect(url_for("auth.login"))

@@ -14,6 +14,7 @@ from flask import abort, current_app, flash, redirect, render_template, request,
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
+from .. import metrics
 from ..database import utcnow
 from ..extensions import db, limiter
 from ..models import User
@@ -69,6 +70,7 @@ def login():
         if user is None or not password_ok or user.disabled:
             # One message for every failure: it must not tell whether the email exists.
             log.info("password sign-in refused")
+            metrics.login("password", succeeded=False)
             flash("Wrong email or password.", "danger")
         elif verification_pending(user):
             send_verification(user)

@@ -8,6 +8,7 @@ from flask import current_app, session
 from flask_login import login_user, logout_user
 from sqlalchemy import delete, select
 
+from .. import metrics
 from ..database import utcnow
 from ..extensions import db
 from ..models import ServerSession, User
@@ -23,6 +24,7 @@ def start_session(user: User, method: str) -> None:
     current_app.session_interface.regenerate(session)
     login_user(user)
     mark_fresh(method)
+    metrics.login(method, succeeded=True)
     user.last_login_at = utcnow()
     db.session.commit()
 

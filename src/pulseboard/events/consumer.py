@@ -24,6 +24,7 @@ from kombu import Connection, Consumer, Producer
 from kombu.message import Message
 from sqlalchemy.exc import SQLAlchemyError
 
+from .. import metrics
 from ..extensions import db
 from . import store
 from .emitter import Emitter
@@ -162,7 +163,9 @@ class EventConsumer:
     def _consume(self, connection: Connection, dead_letters: Producer) -> None:
         multiple_ack = connection.transport.driver_type == "amqp"
         while not self.stopping.is_set():
-            if not self._wait(connection, IDLE_POLL):
+            # Deliveries can arrive while a dead letter waits for its publisher confirm:
+            # those are already in hand and must not wait for the next message.
+            if not self.batch and not self._wait(connection, IDLE_POLL):
                 connection.heartbeat_check()
                 self._prune_if_due()
                 continue
@@ -201,7 +204,9 @@ class EventConsumer:
             with self.app.app_context():
                 stored = store.store_batch(db.session, valid)
                 db.session.commit()
+            metrics.events_stored(stored)
             self.emitter.emit(stored)
+            metrics.events_emitted(len(stored))
             self.stats["stored"] += len(stored)
         self.stats["batches"] += 1
         if multiple_ack:
@@ -209,6 +214,7 @@ class EventConsumer:
         else:
             for message in messages:
                 message.ack()
+        metrics.batch_consumed(len(messages))
 
     def _dead_letter(self, producer: Producer, message: Message, reason: str) -> None:
         log.warning("dead-lettering message %s: %s", _message_label(message), reason)
@@ -224,6 +230,7 @@ class EventConsumer:
             delivery_mode=2,
         )
         self.stats["dead_lettered"] += 1
+        metrics.dead_lettered(reason)
 
     def _prune_if_due(self) -> None:
         now = time.monotonic()

@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 
+from .. import metrics
 from ..extensions import socketio
 from .consumer import EventConsumer
 from .emitter import Emitter
@@ -31,6 +32,7 @@ def run_service(app) -> None:
             "Set BROKER_URL=amqp://… to run it as a service."
         )
     log_to_stdout(app.config["LOG_JSON"])
+    metrics.serve_consumer(app.config["CONSUMER_METRICS_PORT"])
     emitter = Emitter.over_message_queue(app.config["BROKER_URL"], app.config["SOCKETIO_CHANNEL"])
     consumer = EventConsumer.from_app(app, emitter)
 

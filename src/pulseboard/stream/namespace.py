@@ -14,10 +14,12 @@ from flask import current_app, request
 from flask_login import current_user
 from flask_socketio import Namespace, disconnect, emit, join_room, leave_room
 
+from .. import metrics
 from ..auth.session_control import current_store_id
 from ..events import store
 from ..events.emitter import EVENTS, NAMESPACE, topic_room
 from ..extensions import db
+from ..metrics.sockets import gauges
 from .access import may_subscribe
 from .state import ABUSE_LIMIT, SocketState, registry
 from .subscribe import InvalidRequest, parse_subscribe, parse_unsubscribe
@@ -48,10 +50,12 @@ class StreamNamespace(Namespace):
         registry.add(request.sid, state)
         join_room(user_room(state.user_id))
         join_room(session_room(state.session_key))
+        gauges.connected(self.socketio.server, request.sid, state.user_id)
         log.info("socket %s connected: user %s", request.sid, state.user_id)
 
     def on_disconnect(self, reason=None):
         registry.remove(request.sid)
+        gauges.disconnected(request.sid)
         log.info("socket %s disconnected (%s)", request.sid, reason)
 
     def on_subscribe(self, data=None):
@@ -83,6 +87,8 @@ class StreamNamespace(Namespace):
             join_room(topic_room(topic))
         replayed, gap = self._replay(state, allowed, since, latest)
         sent, held = state.end_replay(replayed)
+        gauges.subscriptions_changed(request.sid, state.filters, config)
+        metrics.replay(since, len(sent), gap)
         for batch in (sent, held):
             if batch:
                 emit(EVENTS, batch)
@@ -105,6 +111,7 @@ class StreamNamespace(Namespace):
         for topic in topics:
             if state.filters.pop(topic, None) is not None:
                 leave_room(topic_room(topic))
+        gauges.subscriptions_changed(request.sid, state.filters, current_app.config)
         return {"ok": True, "subscribed": sorted(state.filters)}
 
     def _checked_state(self) -> SocketState | None:
@@ -113,6 +120,7 @@ class StreamNamespace(Namespace):
             disconnect()
             return None
         if not state.bucket.take():
+            metrics.socket_rate_limited()
             if state.bucket.refused > ABUSE_LIMIT:
                 log.warning("socket %s keeps flooding; disconnecting it", request.sid)
                 disconnect()
