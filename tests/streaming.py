@@ -82,11 +82,12 @@ class StreamClient:
     ):
         self.browser = browser
         self.events: list[dict] = []
+        self.batches = 0  # "events" messages received
         self.notices: list[dict] = []
         self.disconnected = threading.Event()
         # The browser's own cookie jar: like a real page, every request carries the session.
         self.client = socketio.Client(reconnection=False, http_session=browser)
-        self.client.on("events", self.events.extend, namespace="/stream")
+        self.client.on("events", self._on_events, namespace="/stream")
         self.client.on("notice", self.notices.append, namespace="/stream")
         self.client.on("disconnect", lambda *_: self.disconnected.set(), namespace="/stream")
         # Without an explicit origin the WebSocket transport sends the page's own one.
@@ -99,6 +100,10 @@ class StreamClient:
             auth=auth,
             wait_timeout=10,
         )
+
+    def _on_events(self, batch: list[dict]) -> None:
+        self.batches += 1
+        self.events.extend(batch)
 
     def call(self, event: str, data) -> dict:
         return self.client.call(event, data, namespace="/stream", timeout=10)

@@ -98,6 +98,7 @@ def register_extensions(app: Flask) -> None:
 
 def init_socketio(app: Flask) -> None:
     from .admin.notices import register as register_admin_namespace
+    from .stream import wire
     from .stream.delivery import LocalStreamManager, QueueStreamManager
     from .stream.guard import SessionBoundSockets
     from .stream.namespace import register as register_stream
@@ -119,9 +120,14 @@ def init_socketio(app: Flask) -> None:
         ping_interval=config["STREAM_PING_INTERVAL"],
         ping_timeout=config["STREAM_PING_TIMEOUT"],
     )
+    # The lean transport speaks no compression: with it asked for, the stock path stays.
+    lean = socketio.server.eio.async_mode == "gevent" and not config["STREAM_WS_COMPRESSION"]
+    wire.install(socketio.server.eio, lean=lean)
     register_stream(socketio)
     register_admin_namespace(socketio)
-    app.wsgi_app = SessionBoundSockets(app.wsgi_app, config["SESSION_COOKIE_NAME"])
+    app.wsgi_app = SessionBoundSockets(
+        app.wsgi_app, config["SESSION_COOKIE_NAME"], compression=config["STREAM_WS_COMPRESSION"]
+    )
 
 
 def async_mode() -> str:

@@ -215,6 +215,8 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         # Seconds; Nginx's proxy_read_timeout must be longer than interval + timeout.
         "STREAM_PING_INTERVAL": read.int("STREAM_PING_INTERVAL", 25, minimum=1),
         "STREAM_PING_TIMEOUT": read.int("STREAM_PING_TIMEOUT", 20, minimum=1),
+        # permessage-deflate on WebSockets: CPU and a zlib context per connection.
+        "STREAM_WS_COMPRESSION": read.bool("STREAM_WS_COMPRESSION", False),
         # HTTP ingest
         "API_MAX_BATCH": read.int("API_MAX_BATCH", 500, minimum=1, maximum=10_000),
         "API_RATE_LIMIT": read.str("API_RATE_LIMIT", "1200/minute"),

@@ -5,9 +5,13 @@ ssl or threading, or those modules keep blocking versions and one slow call
 stalls every connection in the process.
 """
 
+from gevent import config as gevent_config
 from gevent import monkey
 
 monkey.patch_all()
+# Every connection spawns greenlets; recording who spawned each (a debugging
+# aid) would keep a few KB of stack summary alive per connection.
+gevent_config.track_greenlet_tree = False
 
 import sys  # noqa: E402
 

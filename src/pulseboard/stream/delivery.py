@@ -8,12 +8,21 @@ distinct result once.  It also turns the ``pb:disconnect`` control message into
 local disconnects on every instance, and drops sockets whose outgoing queue
 has grown past ``MAX_QUEUED_PACKETS`` (a client that stopped reading) instead
 of buffering for them without bound.
+
+Delivery adapts to load.  A batch for a room that is idle goes out at once; a
+batch that arrives while the room's previous one is still being handed to its
+sockets waits and joins whatever else arrives meanwhile, and all of it goes
+out as one message per socket.  A quiet stream is thus forwarded with no added
+delay, and a busy one costs one write per socket per round, however many
+events the round carries.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import threading
+from operator import itemgetter
 
 import socketio
 from engineio import packet as eio_packet
@@ -22,6 +31,7 @@ from socketio import packet
 from ..events.emitter import EVENTS, NAMESPACE
 from ..events.socketio_queue import KombuManager
 from .state import registry
+from .wire import SharedPacket
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +49,12 @@ class StreamDelivery(socketio.Manager):
     max_queued_packets = MAX_QUEUED_PACKETS
     max_queued_bytes = MAX_QUEUED_BYTES
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # room -> events waiting for the round in progress to finish
+        self._waiting: dict[str, list[dict]] = {}
+        self._waiting_lock = threading.Lock()
+
     def emit(
         self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs
     ):
@@ -53,26 +69,55 @@ class StreamDelivery(socketio.Manager):
         )
 
     def deliver_events(self, room: str, batch: list[dict]) -> None:
-        encoded: dict[tuple, list] = {}
+        """Send ``batch`` now if the room is idle, else with the room's next round."""
+        with self._waiting_lock:
+            waiting = self._waiting.get(room)
+            if waiting is not None:
+                waiting.extend(batch)
+                return
+            self._waiting[room] = list(batch)
+        self.server.start_background_task(self._deliver_rounds, room)
+
+    def _deliver_rounds(self, room: str) -> None:
+        try:
+            while True:
+                with self._waiting_lock:
+                    events = self._waiting[room]
+                    if not events:
+                        del self._waiting[room]
+                        return
+                    self._waiting[room] = []
+                events = in_order(events)
+                self.deliver_round(room, events)
+                # Let the writers run and the next batches arrive; they make the next round.
+                self.server.sleep(0)
+        except Exception:
+            with self._waiting_lock:
+                self._waiting.pop(room, None)
+            log.exception("delivery to %s failed", room)
+
+    def deliver_round(self, room: str, events: list[dict]) -> None:
+        encoded: dict[tuple, list] = {}  # each distinct selection is encoded once
+        topic = room.removeprefix("topic:")
         for sid, eio_sid in list(self.get_participants(NAMESPACE, room)):
             state = registry.get(sid)
             if state is None:
                 continue
-            chosen = state.select(batch)
-            if chosen:
-                self.send_events(sid, eio_sid, chosen, encoded)
+            chosen = state.select(events, topic)
+            if not chosen:
+                continue
+            # Most sockets take the round whole: the same list, no need to key it by seq.
+            key = () if chosen is events else tuple(event["seq"] for event in chosen)
+            packets = encoded.get(key)
+            if packets is None:
+                packets = encoded[key] = self.encode(EVENTS, chosen)
+            self.send_packets(sid, eio_sid, chosen, packets)
 
-    def send_events(self, sid: str, eio_sid: str, events: list[dict], cache=None) -> None:
+    def send_packets(self, sid: str, eio_sid: str, events: list[dict], packets: list) -> None:
         if self.is_stuck(eio_sid):
             log.warning("socket %s is not reading (queue full); disconnecting it", sid)
             self.drop(eio_sid)
             return
-        key = tuple(event["seq"] for event in events)
-        packets = cache.get(key) if cache is not None else None
-        if packets is None:
-            packets = self.encode(EVENTS, events)
-            if cache is not None:
-                cache[key] = packets
         for eio_pkt in packets:
             self.server._send_eio_packet(eio_sid, eio_pkt)
         notices = [e for e in events if e["type"] == NOTICE]
@@ -85,7 +130,10 @@ class StreamDelivery(socketio.Manager):
         encoded = pkt.encode()
         if not isinstance(encoded, list):
             encoded = [encoded]
-        return [eio_packet.Packet(eio_packet.MESSAGE, p) for p in encoded]
+        return [
+            SharedPacket(p) if isinstance(p, str) else eio_packet.Packet(eio_packet.MESSAGE, p)
+            for p in encoded
+        ]
 
     def is_stuck(self, eio_sid: str) -> bool:
         socket = self.server.eio.sockets.get(eio_sid)
@@ -112,6 +160,16 @@ class StreamDelivery(socketio.Manager):
     def disconnect_room(self, room: str) -> None:
         for sid, _ in list(self.get_participants(NAMESPACE, room)):
             self.server.disconnect(sid, namespace=NAMESPACE, ignore_queue=True)
+
+
+def in_order(events: list[dict]) -> list[dict]:
+    """A round's events by ``seq``, each once (a redelivered batch may repeat some)."""
+    events.sort(key=itemgetter("seq"))  # in order already, unless two consumers run
+    unique = [events[0]]
+    for event in events[1:]:
+        if event["seq"] != unique[-1]["seq"]:
+            unique.append(event)
+    return unique
 
 
 def notice_payload(event: dict) -> dict:

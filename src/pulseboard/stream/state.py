@@ -61,8 +61,25 @@ class SocketState:
     held: list[dict] = field(default_factory=list)
     bucket: TokenBucket = field(default_factory=TokenBucket)
 
-    def select(self, events: list[dict]) -> list[dict]:
-        """The events of a live batch this socket wants and has not had, in order."""
+    def select(self, events: list[dict], topic: str | None = None) -> list[dict]:
+        """The events of a live batch this socket wants and has not had, in order.
+
+        When every event of the batch is of ``topic`` (a room's round) and this
+        socket takes all of it (no type or key filter, none of it delivered
+        yet, no replay under way), the batch itself is returned, unwalked, so
+        that alike sockets share one encoding of it.
+        """
+        rule = self.filters.get(topic) if topic is not None else None
+        if (
+            events
+            and rule is not None
+            and rule.types is None
+            and rule.keys is None
+            and topic not in self.replaying
+            and events[0]["seq"] > self.last_seq.get(topic, 0)
+        ):
+            self.last_seq[topic] = events[-1]["seq"]
+            return events
         chosen = []
         for event in events:
             topic = event["topic"]

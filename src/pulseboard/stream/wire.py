@@ -1,0 +1,215 @@
+"""The WebSocket side of the stream: lean per connection, and one frame for many sockets.
+
+Two things Engine.IO's stock WebSocket path does per connection that a
+server holding thousands of sockets should not:
+
+* It frames every message again for every socket.  A round of delivery hands
+  the same packet to hundreds of sockets; without compression (see guard.py)
+  a server's text frame is the same bytes for all of them, so it is built once
+  (``SharedPacket``/``WireText``) and each socket's writer sends those bytes.
+* Under gevent it reads each connection in a greenlet of its own, beside the
+  request's greenlet that waits for it, with a full wsproto connection and
+  its HTTP handshake state kept for the connection's lifetime.
+  ``LeanWebSocket`` answers the handshake itself and reads frames in the
+  request's own greenlet with wsproto's frame parser alone, which keeps an
+  idle connection to two greenlets (this one and Engine.IO's writer) and a
+  few small objects.
+
+Anything that is not gunicorn's gevent worker keeps the stock path.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import socket
+import struct
+import threading
+
+from engineio import packet as eio_packet
+from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode, ParseFailed
+
+# RFC 6455 1.3: the GUID appended to the client's key for Sec-WebSocket-Accept.
+WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+RECEIVE_BYTES = 4096
+
+
+class WireText(str):
+    """An encoded Engine.IO packet that knows its WebSocket text frame."""
+
+    __slots__ = ("_frame",)
+
+    @property
+    def websocket_frame(self) -> bytes:
+        try:
+            return self._frame
+        except AttributeError:
+            self._frame = text_frame(self.encode())
+            return self._frame
+
+
+def text_frame(payload: bytes) -> bytes:
+    """A final, unmasked text frame (RFC 6455 5.2), as a server sends it."""
+    length = len(payload)
+    if length < 126:
+        header = struct.pack("!BB", 0x81, length)
+    elif length < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, length)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, length)
+    return header + payload
+
+
+class SharedPacket(eio_packet.Packet):
+    """An Engine.IO message meant for many sockets."""
+
+    def __init__(self, data: str):
+        super().__init__(eio_packet.MESSAGE, data)
+
+    def encode(self, b64: bool = False):
+        encoded = super().encode(b64)
+        if type(encoded) is str:
+            encoded = self.encode_cache = WireText(encoded)
+        return encoded
+
+
+def framed_websocket(base: type) -> type:
+    """``base`` (the async driver's WebSocket wrapper) sending ready frames as they are."""
+
+    class FramedWebSocket(base):
+        def send(self, message):
+            frame = getattr(message, "websocket_frame", None)
+            connection = getattr(self, "ws", None)  # simple-websocket's connection
+            if frame is None or connection is None:
+                return super().send(message)
+            if not connection.connected:
+                raise OSError("WebSocket closed")
+            connection.sock.sendall(frame)
+
+    FramedWebSocket.__name__ = FramedWebSocket.__qualname__ = f"Framed{base.__name__}"
+    return FramedWebSocket
+
+
+class LeanWebSocket:
+    """Engine.IO's WebSocket transport for gunicorn's gevent worker, read in the request's greenlet.
+
+    Engine.IO calls it with its handler and drives it through ``wait()``
+    (the next message, or ``None`` once the connection is gone), ``send()``
+    and ``close()``.  Requests that did not come through gunicorn are passed
+    to ``fallback`` (the stock wrapper).
+    """
+
+    fallback: type  # set by install()
+
+    def __init__(self, handler, server):
+        self.app = handler
+        self.server = server
+        self.connected = False
+
+    def __call__(self, environ, start_response):
+        sock = environ.get("gunicorn.socket")
+        if sock is None:
+            return self.fallback(self.app, self.server)(environ, start_response)
+        key = environ.get("HTTP_SEC_WEBSOCKET_KEY", "")
+        upgrade = environ.get("HTTP_UPGRADE", "").lower()
+        if upgrade != "websocket" or environ.get("HTTP_SEC_WEBSOCKET_VERSION") != "13" or not key:
+            start_response("400 Bad Request", [("Content-Type", "text/plain")])
+            return [b"a WebSocket handshake (version 13) was expected"]
+        accept = base64.b64encode(
+            hashlib.sha1(key.encode() + WEBSOCKET_GUID, usedforsecurity=False).digest()
+        )
+        sock.sendall(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+        )
+        self.sock = sock
+        self.protocol = FrameProtocol(client=False, extensions=[])
+        self.parts: list = []
+        self.size = 0
+        self.writing = threading.Lock()  # gevent's, once patched: one writer at a time
+        self.connected = True
+        try:
+            self.app(self)
+        finally:
+            self.connected = False
+        # The connection was ours from the handshake on: gunicorn must not answer it too.
+        raise StopIteration()
+
+    def wait(self):
+        """The next text or binary message; ``None`` once the connection is closed."""
+        while self.connected:
+            message = self._next_message()
+            if message is not None:
+                return message
+            if not self.connected:
+                break
+            try:
+                data = self.sock.recv(RECEIVE_BYTES)
+            except OSError:
+                data = b""
+            if not data:
+                self.connected = False
+                break
+            self.protocol.receive_bytes(data)
+        return None
+
+    def _next_message(self):
+        try:
+            for frame in self.protocol.received_frames():
+                if frame.opcode is Opcode.PING:
+                    self._write(self.protocol.pong(frame.payload))
+                elif frame.opcode is Opcode.CLOSE:
+                    code, reason = frame.payload
+                    self._end(code, reason)
+                    return None
+                elif frame.opcode is not Opcode.PONG:
+                    self.parts.append(frame.payload)
+                    self.size += len(frame.payload)
+                    if self.size > self.server.max_http_buffer_size:
+                        self._end(CloseReason.MESSAGE_TOO_BIG, "message too big")
+                        return None
+                    if frame.message_finished:
+                        parts, self.parts, self.size = self.parts, [], 0
+                        empty = "" if isinstance(parts[0], str) else b""
+                        return empty.join(parts)
+        except ParseFailed as error:
+            self._end(error.code, str(error))
+        return None
+
+    def send(self, message) -> None:
+        if not self.connected:
+            raise OSError("WebSocket closed")
+        frame = getattr(message, "websocket_frame", None)
+        self._write(frame if frame is not None else self.protocol.send_data(message))
+
+    def close(self) -> None:
+        if self.connected:
+            self._end(CloseReason.NORMAL_CLOSURE, None)
+
+    def _end(self, code, reason) -> None:
+        """Send a close frame (once), then stop reading: ``wait()`` returns ``None``."""
+        was_connected, self.connected = self.connected, False
+        if was_connected:
+            try:
+                self._write(self.protocol.close(code, reason))
+                self.sock.shutdown(socket.SHUT_RDWR)  # wakes a wait() blocked in recv
+            except OSError:
+                pass
+
+    def _write(self, data) -> None:
+        with self.writing:
+            self.sock.sendall(data)
+
+
+def install(eio_server, lean: bool = False) -> None:
+    """Framed sends on this Engine.IO server, and ``LeanWebSocket`` when ``lean``.
+
+    Engine.IO keeps its driver table per process; this server gets a copy.
+    """
+    drivers = dict(eio_server._async)
+    framed = framed_websocket(drivers["websocket"])
+    if lean:
+        drivers["websocket"] = type("LeanWebSocket", (LeanWebSocket,), {"fallback": framed})
+    else:
+        drivers["websocket"] = framed
+    eio_server._async = drivers
