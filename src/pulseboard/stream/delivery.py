@@ -10,11 +10,12 @@ has grown past ``MAX_QUEUED_PACKETS`` (a client that stopped reading) instead
 of buffering for them without bound.
 
 Delivery adapts to load.  A batch for a room that is idle goes out at once; a
-batch that arrives while the room's previous one is still being handed to its
-sockets waits and joins whatever else arrives meanwhile, and all of it goes
-out as one message per socket.  A quiet stream is thus forwarded with no added
-delay, and a busy one costs one write per socket per round, however many
-events the round carries.
+batch that arrives while the room's previous round is still being handed to
+its sockets, or in the pause after it (as long as the round took), waits and
+joins whatever else arrives meanwhile, and all of it goes out as one message
+per socket.  A quiet stream is thus forwarded with no added delay, and a busy
+one costs one write per socket per round, however many events the round
+carries, with rounds that grow with the load.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
+import time
 from operator import itemgetter
 
 import socketio
@@ -43,6 +45,10 @@ NOTICE = "notice"
 # events; by size: a few large batches.
 MAX_QUEUED_PACKETS = 256
 MAX_QUEUED_BYTES = 4 * 1024 * 1024
+# After each round of a room, a pause of this many times the round's own duration
+# (capped): an idle room's batch still goes out at once, a busy room's rounds grow.
+ROUND_REST = 1.0
+MAX_REST = 0.05
 
 
 class StreamDelivery(socketio.Manager):
@@ -88,9 +94,13 @@ class StreamDelivery(socketio.Manager):
                         return
                     self._waiting[room] = []
                 events = in_order(events)
+                started = time.monotonic()
                 self.deliver_round(room, events)
                 # Let the writers run and the next batches arrive; they make the next round.
                 self.server.sleep(0)
+                # Then rest as long as the round took: delivery spends at most about half
+                # the process's time, and the busier the room, the more each round carries.
+                self.server.sleep(min(ROUND_REST * (time.monotonic() - started), MAX_REST))
         except Exception:
             with self._waiting_lock:
                 self._waiting.pop(room, None)
@@ -114,12 +124,18 @@ class StreamDelivery(socketio.Manager):
             self.send_packets(sid, eio_sid, chosen, packets)
 
     def send_packets(self, sid: str, eio_sid: str, events: list[dict], packets: list) -> None:
-        if self.is_stuck(eio_sid):
+        socket = self.server.eio.sockets.get(eio_sid)
+        if socket is None or socket.closed:
+            return
+        if self.is_stuck(socket):
             log.warning("socket %s is not reading (queue full); disconnecting it", sid)
             self.drop(eio_sid)
             return
+        websocket = getattr(socket, "lean_websocket", None)
+        if websocket is not None and not socket.upgrading:
+            packets = websocket.send_now(socket.queue, packets)
         for eio_pkt in packets:
-            self.server._send_eio_packet(eio_sid, eio_pkt)
+            socket.send(eio_pkt)
         notices = [e for e in events if e["type"] == NOTICE]
         for notice in notices:
             for eio_pkt in self.encode(NOTICE, notice_payload(notice)):
@@ -135,8 +151,7 @@ class StreamDelivery(socketio.Manager):
             for p in encoded
         ]
 
-    def is_stuck(self, eio_sid: str) -> bool:
-        socket = self.server.eio.sockets.get(eio_sid)
+    def is_stuck(self, socket) -> bool:
         queue = getattr(socket, "queue", None)
         if queue is None:
             return False

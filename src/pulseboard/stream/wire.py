@@ -73,6 +73,15 @@ class SharedPacket(eio_packet.Packet):
         return encoded
 
 
+def remainder_packet(data: bytes) -> eio_packet.Packet:
+    """A packet that, written to a WebSocket, sends these bytes (the rest of a frame)."""
+    text = WireText()
+    text._frame = data
+    pkt = eio_packet.Packet(eio_packet.MESSAGE, "")
+    pkt.encode_cache = text
+    return pkt
+
+
 def framed_websocket(base: type) -> type:
     """``base`` (the async driver's WebSocket wrapper) sending ready frames as they are."""
 
@@ -128,10 +137,16 @@ class LeanWebSocket:
         self.size = 0
         self.writing = threading.Lock()  # gevent's, once patched: one writer at a time
         self.connected = True
+        # Engine.IO's socket, whose handler this is: delivery may write through us directly.
+        eio_socket = getattr(self.app, "__self__", None)
+        if eio_socket is not None:
+            eio_socket.lean_websocket = self
         try:
             self.app(self)
         finally:
             self.connected = False
+            if eio_socket is not None:
+                eio_socket.lean_websocket = None
         # The connection was ours from the handshake on: gunicorn must not answer it too.
         raise StopIteration()
 
@@ -182,6 +197,30 @@ class LeanWebSocket:
         frame = getattr(message, "websocket_frame", None)
         self._write(frame if frame is not None else self.protocol.send_data(message))
 
+    def send_now(self, queue, packets: list) -> list:
+        """Write ready frames straight to the socket, without blocking; return the rest.
+
+        Only when nothing else is waiting to be written (Engine.IO's queue empty,
+        its writer idle), so the order of everything sent stays as queued.  What
+        the kernel does not take at once (the client reads slowly) is returned,
+        a partly written frame as a packet holding its remaining bytes, for
+        Engine.IO's queue and writer to send in order.
+        """
+        if not self.connected or self.writing.locked() or not queue.empty():
+            return packets
+        raw = getattr(self.sock, "_sock", self.sock)  # gevent's non-blocking socket under it
+        for index, pkt in enumerate(packets):
+            frame = getattr(pkt.encode(), "websocket_frame", None)
+            if frame is None:
+                return packets[index:]
+            try:
+                sent = raw.send(frame)
+            except OSError:  # full (BlockingIOError) or broken: the writer finds out
+                return packets[index:]
+            if sent < len(frame):
+                return [remainder_packet(frame[sent:]), *packets[index + 1 :]]
+        return []
+
     def close(self) -> None:
         if self.connected:
             self._end(CloseReason.NORMAL_CLOSURE, None)
@@ -198,7 +237,11 @@ class LeanWebSocket:
 
     def _write(self, data) -> None:
         with self.writing:
-            self.sock.sendall(data)
+            # One send() usually takes a whole frame; gevent's sendall() would first ask
+            # the kernel for the buffer size, a system call per message.
+            sent = self.sock.send(data)
+            if sent < len(data):
+                self.sock.sendall(memoryview(data)[sent:])
 
 
 def install(eio_server, lean: bool = False) -> None:
