@@ -1,51 +1,100 @@
-// Opens N Socket.IO clients on /stream, subscribes them, and reports what arrives.
+// Opens many Socket.IO clients on /stream, subscribes them, and reports what arrives.
 //
-//   node clients.js URL COOKIE COUNT TOPIC TRANSPORT SECONDS
+//   node clients.js '{"url": ..., "cookie": ..., "count": 500, "topic": "market.ticks",
+//                     "transport": "websocket", "seconds": 10}'
 //
-// Prints one JSON line when all clients are subscribed ({"ready": n}), then,
-// after SECONDS, one JSON line with every client's latencies in ms
-// (receive time minus the event's producer timestamp) and error counts.
+// Prints {"ready": n} once every client is subscribed, then waits for a line on
+// stdin (the start of the measured window), and SECONDS later prints one JSON
+// line: events received in the window, a latency histogram in ms (receive time
+// minus the event's producer timestamp) and error counts.  One process holds
+// every client: socket.io-client on Node.js is cheap enough per message to
+// leave the server the cores.
 "use strict";
+const readline = require("readline");
 const { io } = require("socket.io-client");
 
-const [url, cookie, countText, topic, transport, secondsText] = process.argv.slice(2);
-const count = Number(countText);
-const seconds = Number(secondsText);
-const latencies = [];
+const options = JSON.parse(process.argv[2]);
+const { url, cookie = "", count, topic, transport = "websocket", seconds } = options;
+const histogram = new Map(); // latency ms -> count
+let measuring = false;
 let received = 0;
+let messages = 0;
 let ready = 0;
 let errors = 0;
+let disconnects = 0;
 const sockets = [];
 
-function subscribe(socket) {
-  socket.emit("subscribe", { topics: [topic] }, (ack) => {
-    if (!ack || !ack.ok) { errors += 1; return; }
-    ready += 1;
-    if (ready === count) process.stdout.write(JSON.stringify({ ready }) + "\n");
-  });
+function record(batch) {
+  if (!measuring) return;
+  const now = Date.now();
+  messages += 1;
+  for (const event of batch) {
+    const ms = now - Date.parse(event.timestamp);
+    histogram.set(ms, (histogram.get(ms) || 0) + 1);
+  }
+  received += batch.length;
 }
 
-for (let i = 0; i < count; i += 1) {
-  const socket = io(url + "/stream", {
-    transports: transport === "polling" ? ["polling"] : ["websocket"],
-    extraHeaders: { Cookie: cookie, Origin: url },
-    reconnection: false,
-    forceNew: true,
-  });
-  socket.on("connect", () => subscribe(socket));
-  socket.on("connect_error", () => { errors += 1; });
-  socket.on("events", (batch) => {
-    const now = Date.now();
-    for (const event of batch) {
-      latencies.push(now - Date.parse(event.timestamp));
-      received += 1;
-    }
-  });
-  sockets.push(socket);
+function subscribed(ack) {
+  if (!ack || !ack.ok) errors += 1;
+  else ready += 1;
+  if (ready + errors === count) process.stdout.write(JSON.stringify({ ready, errors }) + "\n");
 }
 
-setTimeout(() => {
-  for (const socket of sockets) socket.close();
-  // Exit only once the (large) line is flushed: a pipe write is asynchronous.
-  process.stdout.write(JSON.stringify({ received, errors, latencies }) + "\n", () => process.exit(0));
-}, seconds * 1000);
+// At most WINDOW handshakes in flight, so a large count does not overflow the
+// server's accept queue.
+const WINDOW = 100;
+let opened = 0;
+let pending = 0;
+function openMore() {
+  while (pending < WINDOW && opened < count) {
+    opened += 1;
+    pending += 1;
+    const socket = io(url + "/stream", {
+      transports: transport === "polling" ? ["polling"] : ["websocket"],
+      extraHeaders: { Cookie: cookie, Origin: options.origin || url },
+      reconnection: false,
+      forceNew: true,
+      timeout: 60000,
+    });
+    socket.on("connect", () => {
+      socket.emit("subscribe", { topics: [topic] }, (ack) => {
+        pending -= 1;
+        subscribed(ack);
+        openMore();
+      });
+    });
+    socket.on("connect_error", () => {
+      errors += 1;
+      pending -= 1;
+      openMore();
+    });
+    socket.on("disconnect", (reason) => {
+      if (reason !== "io client disconnect") disconnects += 1;
+    });
+    socket.on("events", record);
+    sockets.push(socket);
+  }
+}
+openMore();
+
+const input = readline.createInterface({ input: process.stdin });
+input.once("line", () => {
+  measuring = true;
+  const started = Date.now();
+  setTimeout(() => {
+    measuring = false;
+    const elapsed = (Date.now() - started) / 1000;
+    for (const socket of sockets) socket.close();
+    const report = {
+      received,
+      messages,
+      seconds: elapsed,
+      errors,
+      disconnects,
+      histogram: Object.fromEntries(histogram),
+    };
+    // Exit only once the line is flushed: a pipe write is asynchronous.
+    process.stdout.write(JSON.stringify(report) + "\n", () => process.exit(0));
+  }, seconds * 1000);
+});

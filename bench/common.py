@@ -1,0 +1,412 @@
+"""What the stream benchmarks share: the servers under test, the clients, the figures.
+
+Three servers speak the same ``/stream`` protocol to the same Node.js clients:
+
+* ``pulseboard``: gunicorn gevent instances of the product, its consumer
+  service, a MySQL-compatible database and RabbitMQ; events go producer →
+  RabbitMQ → consumer (validated, stored) → Socket.IO queue → web → clients.
+* ``flask-socketio``: a plain Flask-SocketIO app on the same RabbitMQ message
+  queue, fed one ``socketio.emit`` per event (``bench/baseline_app.py``).
+* ``node``: a Node.js Socket.IO 4 server emitting each event in-process
+  (``bench/node/reference.js``).
+
+Everything binds to loopback and is stopped when the benchmark ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import secrets
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pymysql
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT))
+
+from tests.pipeline import ConsumerProcess, declared_topology  # noqa: E402
+from tests.servers import VENV_BIN, base_env, free_port, gunicorn, run_cli, stop  # noqa: E402
+from tests.streaming import signed_in_session  # noqa: E402
+
+from pulseboard.config import load_config  # noqa: E402
+from pulseboard.events.envelope import new_envelope  # noqa: E402
+from pulseboard.events.producer import Producer  # noqa: E402
+from pulseboard.events.topology import Topology  # noqa: E402
+
+BROKER = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
+MYSQL = os.environ.get("BENCH_MYSQL_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
+NODE_DIR = ROOT / "bench" / "node"
+TOPIC = "market.ticks"
+PASSWORD = "bench password 123"  # noqa: S105 - a throwaway account in a throwaway database
+SERVERS = ("pulseboard", "flask-socketio", "node")
+
+
+def prepare() -> None:
+    """Node.js packages on first use, and room for thousands of sockets."""
+    if not (NODE_DIR / "node_modules" / "socket.io").exists():
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--silent"], cwd=NODE_DIR, check=True
+        )
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # children inherit it
+
+
+# --- process figures -------------------------------------------------------------------
+
+
+def children(pid: int) -> list[int]:
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return [int(child) for child in path.read_text().split()] if path.exists() else []
+
+
+def rss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def service_pids() -> list[int]:
+    """RabbitMQ's and the database server's processes, when they run on this machine."""
+    found = []
+    for name in ("beam.smp", "mariadbd", "mysqld"):
+        output = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True).stdout
+        found += [int(pid) for pid in output.split()]
+    return found
+
+
+class Meter:
+    """CPU used by some processes between ``start()`` and ``stop()``."""
+
+    def __init__(self, pids: list[int]):
+        self.pids = pids
+
+    def start(self) -> None:
+        self.started = time.monotonic()
+        self.cpu = sum(cpu_seconds(pid) for pid in self.pids)
+
+    def stop(self) -> float:
+        """CPU seconds per wall second (1.0 = one core busy)."""
+        wall = time.monotonic() - self.started
+        return (sum(cpu_seconds(pid) for pid in self.pids) - self.cpu) / wall
+
+
+# --- the servers -----------------------------------------------------------------------
+
+
+class Server:
+    """One server under test: its URLs, the cookie its clients need, its feed."""
+
+    name = ""
+    urls: list[str]
+    cookie = ""
+    web_pids: list[int]  # the processes holding the sockets
+    other_pids: list[int]  # whatever else the path needs (consumer, broker, database)
+
+    def feed(self, rate: float, seconds: float) -> subprocess.Popen | None:
+        raise NotImplementedError
+
+
+def gunicorn_worker(url: str) -> int:
+    port = url.rsplit(":", 1)[1]
+    masters = subprocess.run(
+        ["pgrep", "-f", f"gunicorn --bind 127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    master = min(int(pid) for pid in masters)
+    return children(master)[0]
+
+
+@contextlib.contextmanager
+def pulseboard(instances: int = 1, **settings: str):
+    database = f"pb_bench_{secrets.token_hex(4)}"
+    admin = pymysql.connect(host="127.0.0.1", user="root")
+    with admin.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"pb-bench-{secrets.token_hex(3)}"  # noqa: S108
+    tmp.mkdir(parents=True)
+    ports = [free_port() for _ in range(instances)]
+    env = base_env(
+        APP_SLUG=f"bench-{secrets.token_hex(3)}",
+        DATABASE_URL=f"{MYSQL}/{database}?charset=utf8mb4",
+        BROKER_URL=BROKER,
+        TMPDIR=str(tmp),
+        PUBLIC_ORIGINS=",".join(f"http://127.0.0.1:{port}" for port in ports),
+        AUTH_RATE_LIMIT="1000/minute",
+        **settings,
+    )
+    config = load_config(env)
+    try:
+        assert run_cli("db", "upgrade", env=env).returncode == 0
+        created = run_cli(
+            "users", "create", "bench@example.com", "--password-stdin", env=env, input=PASSWORD
+        )
+        assert created.returncode == 0, created.stderr
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(declared_topology(BROKER, Topology.from_config(config)))
+            urls = [stack.enter_context(gunicorn(env, port)) for port in ports]
+            consumer = ConsumerProcess(env, tmp / "consumer.log")
+            stack.callback(consumer.stop)
+            consumer.wait_connected()
+            browser = signed_in_session(urls[0], "bench@example.com", PASSWORD)
+            server = Server()
+            server.name = "pulseboard"
+            server.urls = urls
+            server.cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
+            server.web_pids = [gunicorn_worker(url) for url in urls]
+            server.other_pids = [consumer.process.pid, *service_pids()]
+            server.feed = lambda rate, seconds: feed_pulseboard(env, rate, seconds)
+            yield server
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {database}")
+        admin.close()
+
+
+def feed_pulseboard(env: dict[str, str], rate: float, seconds: float) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, __file__, "feed", "--rate", str(rate), "--seconds", str(seconds)],
+        env={**os.environ, **env},
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def publish_paced(config, rate: float, seconds: float) -> int:
+    """Publish ``rate`` events a second to RabbitMQ, each confirmed, for ``seconds``."""
+    producer = Producer.from_config(config)
+    started = time.monotonic()
+    sent = 0
+    try:
+        while (elapsed := time.monotonic() - started) < seconds:
+            due = int(elapsed * rate) - sent
+            if due > 0:
+                producer.publish_envelopes(
+                    new_envelope(TOPIC, "tick", {"n": sent + i, "price": 101.5}, key="ACME")
+                    for i in range(due)
+                )
+                sent += due
+            time.sleep(0.002)
+    finally:
+        producer.close()
+    return sent
+
+
+@contextlib.contextmanager
+def flask_socketio():
+    channel = f"pb-bench-baseline-{secrets.token_hex(3)}"
+    port = free_port()
+    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"pb-bench-{secrets.token_hex(3)}"  # noqa: S108
+    tmp.mkdir(parents=True)
+    env = base_env(BENCH_BROKER_URL=BROKER, BASELINE_CHANNEL=channel, TMPDIR=str(tmp))
+    log = open(tmp / "baseline.log", "w+")  # noqa: SIM115
+    process = subprocess.Popen(
+        [
+            str(VENV_BIN / "gunicorn"),
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--access-logfile",
+            "/dev/null",
+            "bench.baseline_app:app",
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process)
+        server = Server()
+        server.name = "flask-socketio"
+        server.urls = [url]
+        server.web_pids = [children(process.pid)[0]]
+        server.other_pids = service_pids()
+        server.feed = lambda rate, seconds: subprocess.Popen(
+            [
+                sys.executable,
+                str(ROOT / "bench" / "baseline_app.py"),
+                "--rate",
+                str(rate),
+                "--seconds",
+                str(seconds),
+            ],
+            env={**os.environ, **env},
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        yield server
+    finally:
+        stop(process)
+        log.close()
+
+
+@contextlib.contextmanager
+def node_reference():
+    port = free_port()
+    process = subprocess.Popen(
+        ["node", "reference.js", str(port)],
+        cwd=NODE_DIR,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert "listening" in process.stdout.readline()
+        server = Server()
+        server.name = "node"
+        server.urls = [f"http://127.0.0.1:{port}"]
+        server.web_pids = [process.pid]
+        server.other_pids = []
+
+        def feed(rate: float, seconds: float) -> None:
+            process.stdin.write(json.dumps({"rate": rate, "seconds": seconds}) + "\n")
+            process.stdin.flush()
+
+        server.feed = feed
+        yield server
+    finally:
+        stop(process)
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: server exited with {process.returncode}")
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"{url}: not healthy after {timeout}s")
+
+
+@contextlib.contextmanager
+def server_named(name: str, instances: int = 1):
+    if name == "pulseboard":
+        with pulseboard(instances) as server:
+            yield server
+    elif instances != 1:
+        raise SystemExit(f"{name}: only one instance")
+    elif name == "flask-socketio":
+        with flask_socketio() as server:
+            yield server
+    else:
+        with node_reference() as server:
+            yield server
+
+
+# --- the clients -----------------------------------------------------------------------
+
+
+class Clients:
+    """Node.js socket.io-client processes, one per server URL, sharing ``count`` clients."""
+
+    def __init__(self, server: Server, count: int, seconds: float, transport: str = "websocket"):
+        self.processes = []
+        share, extra = divmod(count, len(server.urls))
+        for index, url in enumerate(server.urls):
+            options = {
+                "url": url,
+                "cookie": server.cookie,
+                "count": share + (1 if index < extra else 0),
+                "topic": TOPIC,
+                "transport": transport,
+                "seconds": seconds,
+            }
+            self.processes.append(
+                subprocess.Popen(
+                    ["node", "clients.js", json.dumps(options)],
+                    cwd=NODE_DIR,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    text=True,
+                )
+            )
+
+    def wait_ready(self) -> dict:
+        """Once every client is subscribed (or failed): how many are ready, how many failed."""
+        totals = {"ready": 0, "errors": 0}
+        for process in self.processes:
+            line = process.stdout.readline()
+            if "ready" not in line:
+                raise RuntimeError(f"clients did not get ready: {line!r}")
+            for name, value in json.loads(line).items():
+                totals[name] += value
+        return totals
+
+    def start_window(self) -> None:
+        for process in self.processes:
+            process.stdin.write("go\n")
+            process.stdin.flush()
+
+    def reports(self) -> dict:
+        merged = {"received": 0, "messages": 0, "errors": 0, "disconnects": 0, "seconds": 0.0}
+        histogram: Counter[int] = Counter()
+        for process in self.processes:
+            report = json.loads(process.stdout.readline())
+            process.wait(30)
+            for name in ("received", "messages", "errors", "disconnects"):
+                merged[name] += report[name]
+            merged["seconds"] = max(merged["seconds"], report["seconds"])
+            histogram.update({int(ms): n for ms, n in report["histogram"].items()})
+        merged["latency_ms"] = percentiles(histogram)
+        return merged
+
+    def close(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+
+
+def percentiles(histogram: Counter[int]) -> dict:
+    total = sum(histogram.values())
+    if not total:
+        return {}
+    figures = {}
+    wanted = {"p50": 0.50, "p90": 0.90, "p99": 0.99, "p999": 0.999}
+    seen = 0
+    for ms in sorted(histogram):
+        seen += histogram[ms]
+        for name, fraction in list(wanted.items()):
+            if seen >= fraction * total:
+                figures[name] = ms
+                del wanted[name]
+    figures["max"] = max(histogram)
+    figures["mean"] = round(sum(ms * n for ms, n in histogram.items()) / total, 2)
+    return figures
+
+
+def feed_main(arguments: list[str]) -> None:
+    """``python bench/common.py feed --rate R --seconds S``: the Pulseboard producer."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--rate", type=float, required=True)
+    parser.add_argument("--seconds", type=float, required=True)
+    options = parser.parse_args(arguments)
+    print(publish_paced(load_config(os.environ), options.rate, options.seconds))
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["feed"]:
+    feed_main(sys.argv[2:])

@@ -1,0 +1,83 @@
+"""Server memory per idle WebSocket connection, and how many connections one instance holds.
+
+    python bench/connections.py [--connections 2000] [--servers pulseboard,flask-socketio,node]
+
+For each server (see bench/common.py): warms it up with a few clients, then
+opens ``--connections`` Node.js Socket.IO clients over WebSocket, each signed in
+(Pulseboard) and subscribed to one topic, and leaves them idle.  Memory per
+connection is the growth of the server process's RSS over its warmed-up RSS,
+divided by the connections that got ready.  Also prints how long the
+connections took to open and how many failed.  ``--connections 10000`` is the
+one-instance capacity check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from common import SERVERS, Clients, prepare, rss_kb, server_named
+
+WARM_UP_CLIENTS = 200
+SETTLE = 3.0  # seconds idle before reading the RSS
+
+
+def measure(server, connections: int) -> dict:
+    warm = Clients(server, WARM_UP_CLIENTS, seconds=1)
+    warm.wait_ready()
+    warm.close()
+    time.sleep(SETTLE)
+    before = sum(rss_kb(pid) for pid in server.web_pids)
+    group = Clients(server, connections, seconds=3600)
+    try:
+        started = time.monotonic()
+        ready = group.wait_ready()
+        opened_in = time.monotonic() - started
+        time.sleep(SETTLE)
+        after = sum(rss_kb(pid) for pid in server.web_pids)
+    finally:
+        group.close()
+    return {
+        "server": server.name,
+        "connections": connections,
+        "ready": ready["ready"],
+        "errors": ready["errors"],
+        "open_seconds": round(opened_in, 1),
+        "rss_mb_before": round(before / 1024, 1),
+        "rss_mb_idle": round(after / 1024, 1),
+        "kb_per_connection": round((after - before) / max(ready["ready"], 1), 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--connections", type=int, default=2000)
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--out", type=Path)
+    arguments = parser.parse_args()
+    prepare()
+    rows = []
+    for name in arguments.servers.split(","):
+        with server_named(name) as server:
+            rows.append(measure(server, arguments.connections))
+    print(
+        f"{'server':<15}{'connections':>12}{'ready':>7}{'errors':>7}{'open s':>8}"
+        f"{'RSS before MB':>15}{'RSS idle MB':>13}{'KB/conn':>9}"
+    )
+    for row in rows:
+        print(
+            f"{row['server']:<15}{row['connections']:>12}{row['ready']:>7}{row['errors']:>7}"
+            f"{row['open_seconds']:>8}{row['rss_mb_before']:>15}{row['rss_mb_idle']:>13}"
+            f"{row['kb_per_connection']:>9}"
+        )
+    result = {"benchmark": "connections", "rows": rows}
+    if arguments.out:
+        arguments.out.parent.mkdir(parents=True, exist_ok=True)
+        arguments.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

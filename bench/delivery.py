@@ -1,0 +1,116 @@
+"""Events delivered to clients per second, and producer-to-client latency, under load.
+
+    python bench/delivery.py [--clients 500] [--rates 100,300,600] [--seconds 10]
+                             [--servers pulseboard,flask-socketio,node] [--instances 1]
+                             [--out bench/results/delivery.json]
+
+For each server (see bench/common.py) and each publish rate, connects
+``--clients`` Node.js Socket.IO clients subscribed to one topic, publishes
+``rate`` events a second, and measures over a ``--seconds`` window: events
+received by all clients per second, latency percentiles (client receive time
+minus the producer's timestamp), messages per client per second, and the CPU
+of the web process(es) and of everything else on the path.  Prints a table,
+then the whole result as one JSON line (also written to ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from common import SERVERS, Clients, Meter, prepare, rss_kb, server_named
+
+WARMUP = 2.0  # seconds of feed before the window opens
+
+
+def measure(server, clients: int, rate: float, seconds: float) -> dict:
+    group = Clients(server, clients, seconds)
+    try:
+        group.wait_ready()
+        feeder = server.feed(rate, seconds + WARMUP + 1)
+        time.sleep(WARMUP)
+        feeders = [feeder.pid] if feeder is not None else []
+        web, rest = Meter(server.web_pids), Meter(server.other_pids + feeders)
+        load = Meter([process.pid for process in group.processes])
+        for meter in (web, rest, load):
+            meter.start()
+        group.start_window()
+        time.sleep(seconds - 0.1)  # measure CPU while the clients still run
+        web_cpu, rest_cpu, client_cpu = web.stop(), rest.stop(), load.stop()
+        report = group.reports()
+        published = None
+        if feeder is not None:
+            published = int(feeder.communicate(timeout=30)[0].strip() or 0)
+    finally:
+        group.close()
+    per_second = report["received"] / report["seconds"]
+    offered = rate * clients
+    return {
+        "server": server.name,
+        "instances": len(server.urls),
+        "clients": clients,
+        "rate": rate,
+        # what the feed managed over its whole run (warm-up included), per second
+        "published_per_s": round(published / (seconds + WARMUP + 1)) if published else None,
+        "delivered_per_s": round(per_second),
+        "delivered_ratio": round(per_second / offered, 3) if offered else None,
+        "messages_per_client_s": round(report["messages"] / report["seconds"] / clients, 1),
+        "latency_ms": report["latency_ms"],
+        "client_errors": report["errors"] + report["disconnects"],
+        "web_cpu": round(web_cpu, 2),
+        "other_cpu": round(rest_cpu, 2),
+        "client_cpu": round(client_cpu, 2),
+        "web_rss_mb": round(sum(rss_kb(pid) for pid in server.web_pids) / 1024, 1),
+    }
+
+
+def table(rows: list[dict]) -> str:
+    head = (
+        f"{'server':<15}{'inst':>5}{'rate/s':>8}{'delivered/s':>13}{'ratio':>7}"
+        f"{'msg/cl/s':>10}{'p50':>6}{'p99':>7}{'max':>7}{'webCPU':>8}{'restCPU':>8}{'cliCPU':>8}{'err':>5}"
+    )
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        latency = row["latency_ms"]
+        lines.append(
+            f"{row['server']:<15}{row['instances']:>5}{row['rate']:>8g}"
+            f"{row['delivered_per_s']:>13,}{row['delivered_ratio']:>7}"
+            f"{row['messages_per_client_s']:>10}{latency.get('p50', '-'):>6}"
+            f"{latency.get('p99', '-'):>7}{latency.get('max', '-'):>7}"
+            f"{row['web_cpu']:>8}{row['other_cpu']:>8}{row['client_cpu']:>8}"
+            f"{row['client_errors']:>5}"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, default=500)
+    parser.add_argument("--rates", default="100,300,600")
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--instances", type=int, default=1, help="Pulseboard web instances")
+    parser.add_argument("--out", type=Path)
+    arguments = parser.parse_args()
+    prepare()
+    rates = [float(rate) for rate in arguments.rates.split(",")]
+    rows = []
+    for name in arguments.servers.split(","):
+        instances = arguments.instances if name == "pulseboard" else 1
+        with server_named(name, instances) as server:
+            for rate in rates:
+                rows.append(measure(server, arguments.clients, rate, arguments.seconds))
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
+    print()
+    print(table(rows))
+    result = {"benchmark": "delivery", "seconds": arguments.seconds, "rows": rows}
+    if arguments.out:
+        arguments.out.parent.mkdir(parents=True, exist_ok=True)
+        arguments.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
