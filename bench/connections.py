@@ -8,7 +8,8 @@ opens ``--connections`` Node.js Socket.IO clients over WebSocket, each signed in
 connection is the growth of the server process's RSS over its warmed-up RSS,
 divided by the connections that got ready.  Also prints how long the
 connections took to open and how many failed.  ``--connections 10000`` is the
-one-instance capacity check.
+one-instance capacity check; ``--instances 2`` spreads the clients over two
+Pulseboard instances (RSS is then their sum).
 """
 
 from __future__ import annotations
@@ -41,7 +42,9 @@ def measure(server, connections: int) -> dict:
         group.close()
     return {
         "server": server.name,
+        "instances": len(server.urls),
         "connections": connections,
+        "connections_per_s": round(ready["ready"] / opened_in, 1),
         "ready": ready["ready"],
         "errors": ready["errors"],
         "open_seconds": round(opened_in, 1),
@@ -55,12 +58,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--servers", default=",".join(SERVERS))
+    parser.add_argument("--instances", type=int, default=1, help="Pulseboard web instances")
     parser.add_argument("--out", type=Path)
     arguments = parser.parse_args()
     prepare()
     rows = []
     for name in arguments.servers.split(","):
-        with server_named(name) as server:
+        instances = arguments.instances if name == "pulseboard" else 1
+        with server_named(name, instances) as server:
             rows.append(measure(server, arguments.connections))
     print(
         f"{'server':<15}{'connections':>12}{'ready':>7}{'errors':>7}{'open s':>8}"

@@ -99,10 +99,12 @@ def main() -> None:
     rows = []
     for name in arguments.servers.split(","):
         instances = arguments.instances if name == "pulseboard" else 1
-        with server_named(name, instances) as server:
-            for rate in rates:
+        for rate in rates:
+            # A fresh server for each rate: a backlog left by an overloaded run must not
+            # spill into the next one's window.
+            with server_named(name, instances) as server:
                 rows.append(measure(server, arguments.clients, rate, arguments.seconds))
-                print(table(rows[-1:]).splitlines()[-1], flush=True)
+            print(table(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(table(rows))
     result = {"benchmark": "delivery", "seconds": arguments.seconds, "rows": rows}

@@ -22,6 +22,8 @@ from .models import ServerSession
 
 # Requests that never need a session: probes and assets must not touch the database.
 SESSIONLESS_PREFIXES = ("/healthz", "/readyz", "/metrics", "/static/", "/brand.css")
+SOCKETIO_PATH = "/socket.io/"
+SOCKET_SESSION_KEY = "pulseboard.socket_session"
 # Sliding the idle expiry costs a write; do it at most once a minute per session.
 REFRESH_INTERVAL = timedelta(minutes=1)
 
@@ -49,6 +51,19 @@ class DatabaseSessionInterface(ServerSideSessionInterface):
         return hashlib.sha256(sid.encode()).hexdigest()
 
     def open_session(self, app: Flask, request: Request) -> DatabaseSession:
+        # Socket.IO runs every event of a connection in a request context built from
+        # the connection's first request (the same environ each time): the session read
+        # when it connected serves its later events, without a database read for each.
+        # Signing out or disabling an account disconnects its sockets (session_control).
+        cached = request.environ.get(SOCKET_SESSION_KEY)
+        if cached is not None:
+            return cached
+        session = self._open_session(app, request)
+        if request.path.startswith(SOCKETIO_PATH):
+            request.environ[SOCKET_SESSION_KEY] = session
+        return session
+
+    def _open_session(self, app: Flask, request: Request) -> DatabaseSession:
         if not request.path.startswith(SESSIONLESS_PREFIXES):
             sid = request.cookies.get(self.get_cookie_name(app))
             record = self._load_record(self._get_store_id(sid)) if sid else None

@@ -77,7 +77,7 @@ class StreamNamespace(Namespace):
                 "error": f"at most {config['STREAM_MAX_TOPICS']} topics per socket",
             }
         since = request_.since if request_.since is not None else state.since
-        latest = store.latest_seq(db.session)
+        latest = store.latest_seq(db.session) if since else 0  # no replay, no question
         if since > latest:
             return {"ok": False, "error": f"since {since} is ahead of the log (latest {latest})"}
         for topic in allowed:
