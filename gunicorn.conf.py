@@ -12,7 +12,7 @@ bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
 worker_class = "gevent"
 workers = 1
 # Each idle Socket.IO connection is one greenlet; this caps them per process.
-worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "10000"))
+worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "20000"))
 # Longer than a request should take, shorter than systemd's stop timeout.
 graceful_timeout = 10
 keepalive = 5
