@@ -26,7 +26,6 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import pymysql
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +33,15 @@ sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 from tests.pipeline import ConsumerProcess, declared_topology  # noqa: E402
-from tests.servers import VENV_BIN, base_env, free_port, gunicorn, run_cli, stop  # noqa: E402
+from tests.servers import (  # noqa: E402
+    VENV_BIN,
+    base_env,
+    free_port,
+    gunicorn,
+    run_cli,
+    stop,
+    temporary_database,
+)
 from tests.streaming import signed_in_session  # noqa: E402
 
 from pulseboard.config import load_config  # noqa: E402
@@ -135,48 +142,39 @@ def gunicorn_worker(url: str) -> int:
 
 @contextlib.contextmanager
 def pulseboard(instances: int = 1, **settings: str):
-    database = f"pb_bench_{secrets.token_hex(4)}"
-    admin = pymysql.connect(host="127.0.0.1", user="root")
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"pb-bench-{secrets.token_hex(3)}"  # noqa: S108
     tmp.mkdir(parents=True)
     ports = [free_port() for _ in range(instances)]
-    env = base_env(
-        APP_SLUG=f"bench-{secrets.token_hex(3)}",
-        DATABASE_URL=f"{MYSQL}/{database}?charset=utf8mb4",
-        BROKER_URL=BROKER,
-        TMPDIR=str(tmp),
-        PUBLIC_ORIGINS=",".join(f"http://127.0.0.1:{port}" for port in ports),
-        AUTH_RATE_LIMIT="1000/minute",
-        **settings,
-    )
-    config = load_config(env)
-    try:
+    with contextlib.ExitStack() as stack:
+        env = base_env(
+            APP_SLUG=f"bench-{secrets.token_hex(3)}",
+            DATABASE_URL=stack.enter_context(temporary_database(MYSQL, prefix="pb_bench")),
+            BROKER_URL=BROKER,
+            TMPDIR=str(tmp),
+            PUBLIC_ORIGINS=",".join(f"http://127.0.0.1:{port}" for port in ports),
+            AUTH_RATE_LIMIT="1000/minute",
+            **settings,
+        )
+        config = load_config(env)
         assert run_cli("db", "upgrade", env=env).returncode == 0
         created = run_cli(
             "users", "create", "bench@example.com", "--password-stdin", env=env, input=PASSWORD
         )
         assert created.returncode == 0, created.stderr
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(declared_topology(BROKER, Topology.from_config(config)))
-            urls = [stack.enter_context(gunicorn(env, port)) for port in ports]
-            consumer = ConsumerProcess(env, tmp / "consumer.log")
-            stack.callback(consumer.stop)
-            consumer.wait_connected()
-            browser = signed_in_session(urls[0], "bench@example.com", PASSWORD)
-            server = Server()
-            server.name = "pulseboard"
-            server.urls = urls
-            server.cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
-            server.web_pids = [gunicorn_worker(url) for url in urls]
-            server.other_pids = [consumer.process.pid, *service_pids()]
-            server.feed = lambda rate, seconds: feed_pulseboard(env, rate, seconds)
-            yield server
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {database}")
-        admin.close()
+        stack.enter_context(declared_topology(BROKER, Topology.from_config(config)))
+        urls = [stack.enter_context(gunicorn(env, port)) for port in ports]
+        consumer = ConsumerProcess(env, tmp / "consumer.log")
+        stack.callback(consumer.stop)
+        consumer.wait_connected()
+        browser = signed_in_session(urls[0], "bench@example.com", PASSWORD)
+        server = Server()
+        server.name = "pulseboard"
+        server.urls = urls
+        server.cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
+        server.web_pids = [gunicorn_worker(url) for url in urls]
+        server.other_pids = [consumer.process.pid, *service_pids()]
+        server.feed = lambda rate, seconds: feed_pulseboard(env, rate, seconds)
+        yield server
 
 
 def feed_pulseboard(env: dict[str, str], rate: float, seconds: float) -> subprocess.Popen:

@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import os
 import re
-import secrets
 import socket
 from urllib.parse import urlsplit
 
-import pymysql
 import pytest
 
 from pulseboard import create_app
@@ -21,6 +19,8 @@ from pulseboard.auth.passwords import hash_password
 from pulseboard.database import utcnow
 from pulseboard.extensions import db
 from pulseboard.models import User
+
+from .servers import temporary_database
 
 MYSQL_SERVER = os.environ.get("TEST_MYSQL_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
 RABBITMQ_URL = os.environ.get("TEST_RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672//")
@@ -61,22 +61,17 @@ def mysql_server() -> str:
 @pytest.fixture
 def mysql_url(mysql_server):
     """A fresh, empty utf8mb4 database on the real server, dropped afterwards."""
-    name = f"pb_t_{secrets.token_hex(4)}"
-    parts = urlsplit(mysql_server)
-    admin = pymysql.connect(
-        host=parts.hostname,
-        port=parts.port or 3306,
-        user=parts.username or "root",
-        password=parts.password or "",
-    )
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
-    try:
-        yield f"{mysql_server}/{name}?charset=utf8mb4"
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {name}")
-        admin.close()
+    with temporary_database(mysql_server) as url:
+        yield url
+
+
+@pytest.fixture
+def clients():
+    """Stream clients a test opens; closed after it."""
+    opened = []
+    yield opened
+    for client in opened:
+        client.close()
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -11,7 +12,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
+import pymysql
 import requests
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -106,3 +109,26 @@ def wait_until_healthy(url: str, process: subprocess.Popen, log, timeout: float)
         time.sleep(0.1)
     log.seek(0)
     raise RuntimeError(f"server not healthy after {timeout}s:\n{log.read()}")
+
+
+@contextlib.contextmanager
+def temporary_database(server_url: str, prefix: str = "pb_t"):
+    """A fresh, empty utf8mb4 database on a MySQL-compatible server; its URL, dropped after."""
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    parts = urlsplit(server_url)
+    admin = pymysql.connect(
+        host=parts.hostname,
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+    )
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(
+                f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+        yield f"{server_url}/{name}?charset=utf8mb4"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {name}")
+        admin.close()

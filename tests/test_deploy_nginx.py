@@ -11,7 +11,6 @@ import contextlib
 import secrets
 import subprocess
 
-import pymysql
 import pytest
 import requests
 
@@ -22,7 +21,7 @@ from pulseboard.events.topology import Topology
 from .conftest import PASSWORD
 from .deploy_site import VERIFY, render_site, run_verify, running_nginx
 from .pipeline import ConsumerProcess, declared_topology
-from .servers import base_env, free_port, gunicorn, run_cli
+from .servers import base_env, free_port, gunicorn, run_cli, temporary_database
 from .streaming import CSRF, StreamClient
 
 HEADERS = (
@@ -38,57 +37,46 @@ HEADERS = (
 def site(tmp_path_factory, rabbitmq_url, mysql_server):
     """https://localhost:<port> → Nginx → two gunicorn instances; consumer on RabbitMQ."""
     tmp = tmp_path_factory.mktemp("deploy-site")
-    database = f"pb_t_{secrets.token_hex(4)}"
-    admin = pymysql.connect(host="127.0.0.1", user="root")
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
     web_ports = [free_port(), free_port()]
     http_port, https_port = free_port(), free_port()
     url = f"https://localhost:{https_port}"
-    env = base_env(
-        APP_ENV="production",
-        SECRET_KEY=secrets.token_urlsafe(48),
-        APP_SLUG=f"pbt-{secrets.token_hex(4)}",
-        APP_DOMAIN="localhost",
-        DATABASE_URL=f"{mysql_server}/{database}?charset=utf8mb4",
-        BROKER_URL=rabbitmq_url,
-        PUBLIC_ORIGINS=url,
-        PROXY_FIX_HOPS="1",
-        TMPDIR=str(tmp),
-        AUTH_RATE_LIMIT="1000/minute",
-        CONSUMER_BATCH_WAIT_MS="5",
-    )
     conf = render_site(tmp / "nginx", web_ports, http_port, https_port)
-    try:
+    with contextlib.ExitStack() as stack, pytest.MonkeyPatch.context() as patch:
+        env = base_env(
+            APP_ENV="production",
+            SECRET_KEY=secrets.token_urlsafe(48),
+            APP_SLUG=f"pbt-{secrets.token_hex(4)}",
+            APP_DOMAIN="localhost",
+            DATABASE_URL=stack.enter_context(temporary_database(mysql_server)),
+            BROKER_URL=rabbitmq_url,
+            PUBLIC_ORIGINS=url,
+            PROXY_FIX_HOPS="1",
+            TMPDIR=str(tmp),
+            AUTH_RATE_LIMIT="1000/minute",
+            CONSUMER_BATCH_WAIT_MS="5",
+        )
         assert run_cli("db", "upgrade", env=env).returncode == 0
         created = run_cli(
             "users", "create", "bob@example.com", "--password-stdin", env=env, input=PASSWORD + "\n"
         )
         assert created.returncode == 0, created.stderr
-        with contextlib.ExitStack() as stack, pytest.MonkeyPatch.context() as patch:
-            # requests (and the Socket.IO client's polling) trust the test certificate.
-            patch.setenv("REQUESTS_CA_BUNDLE", str(conf.parent / "cert.pem"))
-            stack.enter_context(
-                declared_topology(rabbitmq_url, Topology.from_config(load_config(env)))
-            )
-            for port in web_ports:
-                stack.enter_context(gunicorn(env, port=port))
-            consumer = ConsumerProcess(env, tmp / "consumer.log")
-            stack.callback(consumer.stop)
-            consumer.wait_connected()
-            stack.enter_context(running_nginx(conf, https_port))
-            yield {
-                "url": url,
-                "http_url": f"http://localhost:{http_port}",
-                "web_ports": web_ports,
-                "config": load_config(env),
-                "cacert": conf.parent / "cert.pem",
-                "tmp": tmp,
-            }
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {database}")
-        admin.close()
+        # requests (and the Socket.IO client's polling) trust the test certificate.
+        patch.setenv("REQUESTS_CA_BUNDLE", str(conf.parent / "cert.pem"))
+        stack.enter_context(declared_topology(rabbitmq_url, Topology.from_config(load_config(env))))
+        for port in web_ports:
+            stack.enter_context(gunicorn(env, port=port))
+        consumer = ConsumerProcess(env, tmp / "consumer.log")
+        stack.callback(consumer.stop)
+        consumer.wait_connected()
+        stack.enter_context(running_nginx(conf, https_port))
+        yield {
+            "url": url,
+            "http_url": f"http://localhost:{http_port}",
+            "web_ports": web_ports,
+            "config": load_config(env),
+            "cacert": conf.parent / "cert.pem",
+            "tmp": tmp,
+        }
 
 
 def signed_in_over_https(site) -> requests.Session:
@@ -105,14 +93,6 @@ def signed_in_over_https(site) -> requests.Session:
     # Signed in, and redirected within the public origin (Nginx passed the host and scheme).
     assert response.url in (f"{site['url']}/welcome", f"{site['url']}/dashboard"), response.url
     return browser
-
-
-@pytest.fixture
-def clients():
-    opened = []
-    yield opened
-    for client in opened:
-        client.close()
 
 
 def test_plain_http_is_redirected_to_https(site):

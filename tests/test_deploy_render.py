@@ -483,3 +483,23 @@ def test_restart_web_restarts_the_instances_one_by_one(installed):
     unknown = run_script("restart.sh", installed["env"], "everything")
     assert unknown.returncode == 1
     assert "unknown part 'everything'" in unknown.stderr
+
+
+def test_the_wizard_offers_exactly_the_demo_pages_the_app_knows():
+    """questions.py runs before the virtualenv exists, so it keeps its own copy of the list."""
+    import importlib.util
+    import sys
+
+    from pulseboard.config import DEMO_PAGES
+
+    sys.path.insert(0, str(PROJECT_ROOT / "deploy"))
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "deploy_questions", PROJECT_ROOT / "deploy" / "questions.py"
+        )
+        questions = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(questions)  # dataclasses look their module up there
+    finally:
+        sys.path.remove(str(PROJECT_ROOT / "deploy"))
+        sys.modules.pop("deploy_questions", None)
+    assert questions.DEMO_PAGES == DEMO_PAGES

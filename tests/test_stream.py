@@ -27,14 +27,6 @@ def site(tmp_path_factory):
         yield site
 
 
-@pytest.fixture
-def clients():
-    opened = []
-    yield opened
-    for client in opened:
-        client.close()
-
-
 def connect(site, clients, email="bob@example.com", transport="websocket", **kwargs):
     browser = signed_in_session(site["url"], email)
     client = StreamClient(site["url"], browser, transport, **kwargs)

@@ -14,55 +14,36 @@ from pulseboard.events.topology import Topology
 
 from .conftest import PASSWORD
 from .pipeline import ConsumerProcess, declared_topology, wait_for
-from .servers import base_env, free_port, gunicorn, run_cli
+from .servers import base_env, free_port, gunicorn, run_cli, temporary_database
 from .streaming import StreamClient, signed_in_session
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, rabbitmq_url, mysql_server):
-    import pymysql
-
     tmp = tmp_path_factory.mktemp("cluster")
-    database = f"pb_t_{secrets.token_hex(4)}"
-    admin = pymysql.connect(host="127.0.0.1", user="root")
-    with admin.cursor() as cursor:
-        cursor.execute(f"CREATE DATABASE {database} CHARACTER SET utf8mb4")
     ports = [free_port(), free_port()]
-    env = base_env(
-        APP_SLUG=f"pbt-{secrets.token_hex(4)}",
-        DATABASE_URL=f"{mysql_server}/{database}?charset=utf8mb4",
-        BROKER_URL=rabbitmq_url,
-        TMPDIR=str(tmp),
-        PUBLIC_ORIGINS=",".join(f"http://127.0.0.1:{port}" for port in ports),
-        AUTH_RATE_LIMIT="1000/minute",
-        CONSUMER_BATCH_WAIT_MS="5",
-    )
-    try:
+    with contextlib.ExitStack() as stack:
+        env = base_env(
+            APP_SLUG=f"pbt-{secrets.token_hex(4)}",
+            DATABASE_URL=stack.enter_context(temporary_database(mysql_server)),
+            BROKER_URL=rabbitmq_url,
+            TMPDIR=str(tmp),
+            PUBLIC_ORIGINS=",".join(f"http://127.0.0.1:{port}" for port in ports),
+            AUTH_RATE_LIMIT="1000/minute",
+            CONSUMER_BATCH_WAIT_MS="5",
+        )
         assert run_cli("db", "upgrade", env=env).returncode == 0
         created = run_cli(
             "users", "create", "bob@example.com", "--password-stdin", env=env, input=PASSWORD + "\n"
         )
         assert created.returncode == 0, created.stderr
         topology = Topology.from_config(load_config(env))
-        with contextlib.ExitStack() as stack:
-            stack.enter_context(declared_topology(rabbitmq_url, topology))
-            urls = [stack.enter_context(gunicorn(env, port=port)) for port in ports]
-            consumer = ConsumerProcess(env, tmp / "consumer.log")
-            stack.callback(consumer.stop)
-            consumer.wait_connected()
-            yield {"urls": urls, "config": load_config(env)}
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS {database}")
-        admin.close()
-
-
-@pytest.fixture
-def clients():
-    opened = []
-    yield opened
-    for client in opened:
-        client.close()
+        stack.enter_context(declared_topology(rabbitmq_url, topology))
+        urls = [stack.enter_context(gunicorn(env, port=port)) for port in ports]
+        consumer = ConsumerProcess(env, tmp / "consumer.log")
+        stack.callback(consumer.stop)
+        consumer.wait_connected()
+        yield {"urls": urls, "config": load_config(env)}
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
