@@ -77,6 +77,11 @@ def main() -> None:
             f"{row['open_seconds']:>8}{row['rss_mb_before']:>15}{row['rss_mb_idle']:>13}"
             f"{row['kb_per_connection']:>9}"
         )
+    ours = next((row for row in rows if row["server"] == "pulseboard"), None)
+    for row in rows:
+        if ours is not None and row is not ours and ours["kb_per_connection"] > 0:
+            ratio = row["kb_per_connection"] / ours["kb_per_connection"]
+            print(f"memory per connection: {row['server']} / pulseboard = {ratio:.2f}")
     result = {"benchmark": "connections", "rows": rows}
     if arguments.out:
         arguments.out.parent.mkdir(parents=True, exist_ok=True)

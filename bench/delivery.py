@@ -85,6 +85,26 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def ratios(rows: list[dict]) -> str:
+    """Pulseboard beside each baseline at the same rate: delivered/s and p99 as ratios."""
+    by_key = {(row["server"], row["rate"]): row for row in rows}
+    lines = []
+    for (server, rate), row in sorted(by_key.items(), key=lambda item: item[0][1]):
+        if server != "pulseboard":
+            continue
+        for baseline in ("node", "flask-socketio"):
+            other = by_key.get((baseline, rate))
+            if other is None or not other["delivered_per_s"]:
+                continue
+            throughput = row["delivered_per_s"] / other["delivered_per_s"]
+            ours, theirs = row["latency_ms"]["p99"], other["latency_ms"]["p99"]
+            lines.append(
+                f"rate {rate:>6g}/s  pulseboard / {baseline:<15} delivered x{throughput:5.2f}"
+                f"   p99 {ours} vs {theirs} ms (x{ours / max(theirs, 1):.2f})"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=500)
@@ -107,6 +127,9 @@ def main() -> None:
             print(table(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(table(rows))
+    if comparison := ratios(rows):
+        print()
+        print(comparison)
     result = {"benchmark": "delivery", "seconds": arguments.seconds, "rows": rows}
     if arguments.out:
         arguments.out.parent.mkdir(parents=True, exist_ok=True)
