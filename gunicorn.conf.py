@@ -11,7 +11,8 @@ wsgi_app = "pulseboard.wsgi:app"
 bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
 worker_class = "gevent"
 workers = 1
-# Each idle Socket.IO connection is one greenlet; this caps them per process.
+# Requests and WebSocket handshakes in flight; an upgraded WebSocket is served
+# outside gunicorn's pool (stream/wire.py) and bounded by open files instead.
 worker_connections = int(os.environ.get("GUNICORN_WORKER_CONNECTIONS", "20000"))
 # Longer than a request should take, shorter than systemd's stop timeout.
 graceful_timeout = 10

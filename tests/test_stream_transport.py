@@ -12,6 +12,7 @@ import hashlib
 import json
 import socket
 import threading
+import time
 
 import pytest
 import websocket
@@ -188,3 +189,25 @@ def test_each_listener_gets_valid_json_batches(site):
     finally:
         listener.close()
         browser.close()
+
+
+def test_pings_come_on_time_and_a_silent_client_is_closed(tmp_path):
+    """Engine.IO's pings, sent for every socket by one greenlet: on time, and enforced."""
+    with embedded_site(tmp_path, STREAM_PING_INTERVAL="1", STREAM_PING_TIMEOUT="1") as quick:
+        answering, silent = open_engineio(quick["url"]), open_engineio(quick["url"])
+        try:
+            started = time.monotonic()
+            for _ in range(3):
+                assert answering.recv() == "2"  # Engine.IO's ping
+                answering.send("3")
+            assert 2.5 < time.monotonic() - started < 5  # one a second
+            # The silent one answered none: closed once interval and timeout have passed.
+            received = []
+            with pytest.raises(websocket.WebSocketConnectionClosedException):
+                for _ in range(10):
+                    received.append(silent.recv())
+            assert received[0] == "2" and "3" not in received
+            assert time.monotonic() - started < 6
+        finally:
+            answering.shutdown()
+            silent.shutdown()

@@ -7,13 +7,15 @@ server holding thousands of sockets should not:
   the same packet to hundreds of sockets; without compression (see guard.py)
   a server's text frame is the same bytes for all of them, so it is built once
   (``SharedPacket``/``WireText``) and each socket's writer sends those bytes.
-* Under gevent it reads each connection in a greenlet of its own, beside the
-  request's greenlet that waits for it, with a full wsproto connection and
-  its HTTP handshake state kept for the connection's lifetime.
-  ``LeanWebSocket`` answers the handshake itself and reads frames in the
-  request's own greenlet with wsproto's frame parser alone, which keeps an
-  idle connection to two greenlets (this one and Engine.IO's writer) and a
-  few small objects.
+* Under gevent it keeps, per connection, the request's greenlet (parked deep
+  in gunicorn and the WSGI stack, holding gunicorn's request objects), a
+  reader greenlet, a full wsproto connection with its handshake state, and a
+  greenlet that sleeps until the next ping.  ``LeanWebSocket`` answers the
+  handshake itself, lets the request end, and serves the connection from a
+  fresh, shallow greenlet on its own descriptor, reading frames with
+  wsproto's frame parser alone; ``Pinger`` sends every socket's pings from one
+  greenlet.  An idle connection is then two small greenlets (this one and
+  Engine.IO's writer) and a few objects.
 
 Anything that is not gunicorn's gevent worker keeps the stock path.
 """
@@ -22,11 +24,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import socket
 import struct
 import threading
+import time
+from collections import deque
 
 from engineio import packet as eio_packet
+from engineio.socket import Socket as EngineIOSocket
 from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode, ParseFailed
 
 # RFC 6455 1.3: the GUID appended to the client's key for Sec-WebSocket-Accept.
@@ -131,12 +137,25 @@ class LeanWebSocket:
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
         )
-        self.sock = sock
+        # The connection lives on in a greenlet of its own, on a descriptor of its own:
+        # the request's greenlet (deep in gunicorn and the WSGI stack) and gunicorn's
+        # request objects are freed as soon as this returns, and gunicorn closes only
+        # its own descriptor.
+        self.sock = sock.dup()
         self.protocol = FrameProtocol(client=False, extensions=[])
         self.parts: list = []
         self.size = 0
         self.writing = threading.Lock()  # gevent's, once patched: one writer at a time
         self.connected = True
+        # What Engine.IO keeps of the handshake request need not hold gunicorn's reader.
+        environ["wsgi.input"] = io.BytesIO()
+        environ.pop("gunicorn.socket", None)
+        environ.pop("eventlet.input", None)
+        self.server.start_background_task(self._serve)
+        # The connection is ours from the handshake on: gunicorn must not answer it too.
+        raise StopIteration()
+
+    def _serve(self) -> None:
         # Engine.IO's socket, whose handler this is: delivery may write through us directly.
         eio_socket = getattr(self.app, "__self__", None)
         if eio_socket is not None:
@@ -147,8 +166,7 @@ class LeanWebSocket:
             self.connected = False
             if eio_socket is not None:
                 eio_socket.lean_websocket = None
-        # The connection was ours from the handshake on: gunicorn must not answer it too.
-        raise StopIteration()
+            self.sock.close()
 
     def wait(self):
         """The next text or binary message; ``None`` once the connection is closed."""
@@ -244,8 +262,53 @@ class LeanWebSocket:
                 self.sock.sendall(memoryview(data)[sent:])
 
 
+class Pinger:
+    """Engine.IO's pings for every socket of the process from one greenlet, not one each.
+
+    Engine.IO schedules each socket's next ping as a background task that
+    sleeps for the ping interval and then sends it: a sleeping greenlet per
+    connection, all the time.  Here those tasks become entries in one queue,
+    due in the order they were scheduled (the interval is the same for all),
+    and one greenlet sends each ping when it is due, exactly as the task would
+    have.  It runs while pings are pending and stops when none are.
+    """
+
+    def __init__(self, eio_server):
+        self.server = eio_server
+        self.due: deque = deque()  # (monotonic time, Engine.IO socket), oldest first
+        self.running = False
+        self._start_task = eio_server.start_background_task
+
+    def start_background_task(self, target, *args, **kwargs):
+        """The server's own, except that a socket's ping task joins the queue."""
+        if getattr(target, "__func__", None) is EngineIOSocket._send_ping and not args:
+            return self.schedule(target.__self__)
+        return self._start_task(target, *args, **kwargs)
+
+    def schedule(self, socket) -> None:
+        self.due.append((time.monotonic() + self.server.ping_interval, socket))
+        if not self.running:
+            self.running = True
+            self._start_task(self.run)
+
+    def run(self) -> None:
+        try:
+            while self.due:
+                when, socket = self.due[0]
+                wait = when - time.monotonic()
+                if wait > 0:
+                    self.server.sleep(wait)
+                    continue
+                self.due.popleft()
+                if not socket.closing and not socket.closed:
+                    socket.last_ping = time.time()
+                    socket.send(eio_packet.Packet(eio_packet.PING))
+        finally:
+            self.running = False
+
+
 def install(eio_server, lean: bool = False) -> None:
-    """Framed sends on this Engine.IO server, and ``LeanWebSocket`` when ``lean``.
+    """Framed sends on this Engine.IO server; with ``lean``, ``LeanWebSocket`` and ``Pinger``.
 
     Engine.IO keeps its driver table per process; this server gets a copy.
     """
@@ -253,6 +316,7 @@ def install(eio_server, lean: bool = False) -> None:
     framed = framed_websocket(drivers["websocket"])
     if lean:
         drivers["websocket"] = type("LeanWebSocket", (LeanWebSocket,), {"fallback": framed})
+        eio_server.start_background_task = Pinger(eio_server).start_background_task
     else:
         drivers["websocket"] = framed
     eio_server._async = drivers
