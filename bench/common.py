@@ -395,6 +395,14 @@ def percentiles(histogram: Counter[int]) -> dict:
     return figures
 
 
+def report(result: dict, out: Path | None) -> None:
+    """The whole result as one JSON line, and into ``out`` when given."""
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result))
+
+
 def feed_main(arguments: list[str]) -> None:
     """``python bench/common.py feed --rate R --seconds S``: the Pulseboard producer."""
     import argparse

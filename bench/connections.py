@@ -15,11 +15,10 @@ Pulseboard instances (RSS is then their sum).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from common import SERVERS, Clients, prepare, rss_kb, server_named
+from common import SERVERS, Clients, prepare, report, rss_kb, server_named
 
 WARM_UP_CLIENTS = 200
 SETTLE = 3.0  # seconds idle before reading the RSS
@@ -83,10 +82,7 @@ def main() -> None:
             ratio = row["kb_per_connection"] / ours["kb_per_connection"]
             print(f"memory per connection: {row['server']} / pulseboard = {ratio:.2f}")
     result = {"benchmark": "connections", "rows": rows}
-    if arguments.out:
-        arguments.out.parent.mkdir(parents=True, exist_ok=True)
-        arguments.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result))
+    report(result, arguments.out)
 
 
 if __name__ == "__main__":

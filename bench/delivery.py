@@ -16,11 +16,10 @@ then the whole result as one JSON line (also written to ``--out``).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
-from common import SERVERS, Clients, Meter, prepare, rss_kb, server_named
+from common import SERVERS, Clients, Meter, prepare, report, rss_kb, server_named
 
 WARMUP = 2.0  # seconds of feed before the window opens
 
@@ -131,10 +130,7 @@ def main() -> None:
         print()
         print(comparison)
     result = {"benchmark": "delivery", "seconds": arguments.seconds, "rows": rows}
-    if arguments.out:
-        arguments.out.parent.mkdir(parents=True, exist_ok=True)
-        arguments.out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result))
+    report(result, arguments.out)
 
 
 if __name__ == "__main__":
