@@ -26,15 +26,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import requests
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
 from tests.pipeline import ConsumerProcess, declared_topology  # noqa: E402
 from tests.servers import (  # noqa: E402
-    VENV_BIN,
     base_env,
     free_port,
     gunicorn,
@@ -210,33 +207,15 @@ def publish_paced(config, rate: float, seconds: float) -> int:
 @contextlib.contextmanager
 def flask_socketio():
     channel = f"pb-bench-baseline-{secrets.token_hex(3)}"
-    port = free_port()
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"pb-bench-{secrets.token_hex(3)}"  # noqa: S108
     tmp.mkdir(parents=True)
     env = base_env(BENCH_BROKER_URL=BROKER, BASELINE_CHANNEL=channel, TMPDIR=str(tmp))
-    log = open(tmp / "baseline.log", "w+")  # noqa: SIM115
-    process = subprocess.Popen(
-        [
-            str(VENV_BIN / "gunicorn"),
-            "--bind",
-            f"127.0.0.1:{port}",
-            "--access-logfile",
-            "/dev/null",
-            "bench.baseline_app:app",
-        ],
-        env=env,
-        cwd=ROOT,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, process)
+    args = ("--access-logfile", "/dev/null", "bench.baseline_app:app")
+    with gunicorn(env, args=args) as url:
         server = Server()
         server.name = "flask-socketio"
         server.urls = [url]
-        server.web_pids = [children(process.pid)[0]]
+        server.web_pids = [gunicorn_worker(url)]
         server.other_pids = service_pids()
         server.feed = lambda rate, seconds: subprocess.Popen(
             [
@@ -253,9 +232,6 @@ def flask_socketio():
             text=True,
         )
         yield server
-    finally:
-        stop(process)
-        log.close()
 
 
 @contextlib.contextmanager
@@ -285,18 +261,6 @@ def node_reference():
         yield server
     finally:
         stop(process)
-
-
-def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{url}: server exited with {process.returncode}")
-        with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return
-        time.sleep(0.1)
-    raise RuntimeError(f"{url}: not healthy after {timeout}s")
 
 
 @contextlib.contextmanager

@@ -69,8 +69,12 @@ def stop(process: subprocess.Popen, timeout: float = 10) -> None:
 
 
 @contextlib.contextmanager
-def gunicorn(env: dict[str, str], port: int | None = None, ready_timeout: float = 30):
-    """Serve ``pulseboard.wsgi:app`` as production does; yield the URL once /healthz answers."""
+def gunicorn(
+    env: dict[str, str], port: int | None = None, ready_timeout: float = 30, args: tuple = ()
+):
+    """Serve ``pulseboard.wsgi:app`` as production does; yield the URL once /healthz answers.
+
+    ``args`` go on gunicorn's command line after the bind (another app, say)."""
     port = port or free_port()
     # Pages served here open sockets to here: accept this server's own origin.
     # PORT as production sets it: the instance's name in its metrics.
@@ -79,7 +83,7 @@ def gunicorn(env: dict[str, str], port: int | None = None, ready_timeout: float 
     log = open(log_dir / f"gunicorn-{port}.log", "w+")  # noqa: SIM115
     process = subprocess.Popen(
         # Settings from the project's gunicorn.conf.py, as in production.
-        [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}"],
+        [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *args],
         env=env,
         cwd=PROJECT_ROOT,
         stdout=log,
