@@ -120,14 +120,10 @@ def init_socketio(app: Flask) -> None:
         ping_interval=config["STREAM_PING_INTERVAL"],
         ping_timeout=config["STREAM_PING_TIMEOUT"],
     )
-    # The lean transport speaks no compression: with it asked for, the stock path stays.
-    lean = socketio.server.eio.async_mode == "gevent" and not config["STREAM_WS_COMPRESSION"]
-    wire.install(socketio.server.eio, lean=lean)
+    wire.install(socketio.server.eio, compression=config["STREAM_WS_COMPRESSION"])
     register_stream(socketio)
     register_admin_namespace(socketio)
-    app.wsgi_app = SessionBoundSockets(
-        app.wsgi_app, config["SESSION_COOKIE_NAME"], compression=config["STREAM_WS_COMPRESSION"]
-    )
+    app.wsgi_app = SessionBoundSockets(app.wsgi_app, config["SESSION_COOKIE_NAME"])
 
 
 def async_mode() -> str:

@@ -139,7 +139,7 @@ class StreamDelivery(socketio.Manager):
         notices = [e for e in events if e["type"] == NOTICE]
         for notice in notices:
             for eio_pkt in self.encode(NOTICE, notice_payload(notice)):
-                self.server._send_eio_packet(eio_sid, eio_pkt)
+                socket.send(eio_pkt)
 
     def encode(self, event: str, data) -> list:
         pkt = self.server.packet_class(packet.EVENT, namespace=NAMESPACE, data=[event, data])

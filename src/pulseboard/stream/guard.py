@@ -4,12 +4,6 @@ Engine.IO identifies a connection by its ``sid`` alone.  A sid copied into
 another browser (or another user's cookie jar) would otherwise let that
 browser read the stream; this middleware refuses any request for a known sid
 that does not carry the session cookie the connection was opened with.
-
-It also declines WebSocket compression (permessage-deflate) unless
-``STREAM_WS_COMPRESSION`` asks for it: each batch is encoded once for all the
-sockets that take it, and compressing it again for every socket would cost
-far more CPU than the encoding, and keep a zlib context of a few hundred KB
-alive for every connection.
 """
 
 from __future__ import annotations
@@ -22,23 +16,13 @@ from .state import registry
 
 
 class SessionBoundSockets:
-    def __init__(
-        self,
-        wsgi_app,
-        cookie_name: str,
-        path: str = "/socket.io/",
-        compression: bool = False,
-    ):
+    def __init__(self, wsgi_app, cookie_name: str, path: str = "/socket.io/"):
         self.wsgi_app = wsgi_app
         self.cookie_name = cookie_name
         self.path = path
-        self.compression = compression
 
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO", "").startswith(self.path):
-            if not self.compression:
-                # The client's offer of extensions, gone: the handshake agrees to none.
-                environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
             sid = parse_qs(environ.get("QUERY_STRING", "")).get("sid", [None])[0]
             expected = registry.session_of_eio.get(sid) if sid else None
             if expected is not None and self._session_key(environ) != expected:

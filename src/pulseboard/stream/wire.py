@@ -3,9 +3,13 @@
 Two things Engine.IO's stock WebSocket path does per connection that a
 server holding thousands of sockets should not:
 
+* It agrees to the permessage-deflate compression clients offer, and so
+  compresses each message again for every socket, with a zlib context of a
+  few hundred KB per connection.  It is declined here unless
+  ``STREAM_WS_COMPRESSION`` asks for it.
 * It frames every message again for every socket.  A round of delivery hands
-  the same packet to hundreds of sockets; without compression (see guard.py)
-  a server's text frame is the same bytes for all of them, so it is built once
+  the same packet to hundreds of sockets; without compression a server's text
+  frame is the same bytes for all of them, so it is built once
   (``SharedPacket``/``WireText``) and each socket's writer sends those bytes.
 * Under gevent it keeps, per connection, the request's greenlet (parked deep
   in gunicorn and the WSGI stack, holding gunicorn's request objects), a
@@ -17,7 +21,8 @@ server holding thousands of sockets should not:
   greenlet.  An idle connection is then two small greenlets (this one and
   Engine.IO's writer) and a few objects.
 
-Anything that is not gunicorn's gevent worker keeps the stock path.
+Anything that is not gunicorn's gevent worker, or that asks for compression
+(which ``LeanWebSocket`` does not speak), keeps the stock path, framed.
 """
 
 from __future__ import annotations
@@ -88,10 +93,17 @@ def remainder_packet(data: bytes) -> eio_packet.Packet:
     return pkt
 
 
-def framed_websocket(base: type) -> type:
-    """``base`` (the async driver's WebSocket wrapper) sending ready frames as they are."""
+def framed_websocket(base: type, compression: bool) -> type:
+    """``base`` (the async driver's WebSocket wrapper) sending ready frames as they are,
+    and declining compression unless ``compression``."""
 
     class FramedWebSocket(base):
+        def __call__(self, environ, start_response):
+            if not compression:
+                # The client's offer of extensions, gone: the handshake agrees to none.
+                environ.pop("HTTP_SEC_WEBSOCKET_EXTENSIONS", None)
+            return super().__call__(environ, start_response)
+
         def send(self, message):
             frame = getattr(message, "websocket_frame", None)
             connection = getattr(self, "ws", None)  # simple-websocket's connection
@@ -106,9 +118,10 @@ def framed_websocket(base: type) -> type:
 
 
 class LeanWebSocket:
-    """Engine.IO's WebSocket transport for gunicorn's gevent worker, read in the request's greenlet.
+    """Engine.IO's WebSocket transport for gunicorn's gevent worker, without compression.
 
-    Engine.IO calls it with its handler and drives it through ``wait()``
+    It answers the handshake, then serves the connection from a greenlet of
+    its own.  Engine.IO calls it with its handler and drives it through ``wait()``
     (the next message, or ``None`` once the connection is gone), ``send()``
     and ``close()``.  Requests that did not come through gunicorn are passed
     to ``fallback`` (the stock wrapper).
@@ -307,14 +320,15 @@ class Pinger:
             self.running = False
 
 
-def install(eio_server, lean: bool = False) -> None:
-    """Framed sends on this Engine.IO server; with ``lean``, ``LeanWebSocket`` and ``Pinger``.
+def install(eio_server, compression: bool = False) -> None:
+    """Framed sends on this Engine.IO server; under gevent without compression, also
+    ``LeanWebSocket`` and ``Pinger``.
 
     Engine.IO keeps its driver table per process; this server gets a copy.
     """
     drivers = dict(eio_server._async)
-    framed = framed_websocket(drivers["websocket"])
-    if lean:
+    framed = framed_websocket(drivers["websocket"], compression)
+    if eio_server.async_mode == "gevent" and not compression:
         drivers["websocket"] = type("LeanWebSocket", (LeanWebSocket,), {"fallback": framed})
         eio_server.start_background_task = Pinger(eio_server).start_background_task
     else:
