@@ -68,6 +68,13 @@ def open_engineio(url: str) -> websocket.WebSocket:
     return ws
 
 
+def close_code(ws: websocket.WebSocket) -> int:
+    """The status code of the next frame, which must be a close frame."""
+    opcode, frame = ws.recv_data_frame(control_frame=True)
+    assert opcode == websocket.ABNF.OPCODE_CLOSE
+    return int.from_bytes(frame.data[:2], "big")
+
+
 def test_the_handshake_is_answered_and_compression_declined(site):
     head, sock = handshake(
         site["url"], "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits"
@@ -102,18 +109,14 @@ def test_pings_get_pongs_and_a_close_is_answered(site):
     opcode, frame = ws.recv_data_frame(control_frame=True)
     assert (opcode, frame.data) == (websocket.ABNF.OPCODE_PONG, b"are you there")
     ws.send_close(websocket.STATUS_NORMAL)
-    opcode, frame = ws.recv_data_frame(control_frame=True)
-    assert opcode == websocket.ABNF.OPCODE_CLOSE
-    assert int.from_bytes(frame.data[:2], "big") == websocket.STATUS_NORMAL
+    assert close_code(ws) == websocket.STATUS_NORMAL
     ws.shutdown()
 
 
 def test_a_message_over_the_size_limit_is_closed_with_1009(site):
     ws = open_engineio(site["url"])
     ws.send("4" + "x" * 20_000)  # STREAM_MAX_MESSAGE_BYTES is 16 KiB
-    opcode, frame = ws.recv_data_frame(control_frame=True)
-    assert opcode == websocket.ABNF.OPCODE_CLOSE
-    assert int.from_bytes(frame.data[:2], "big") == websocket.STATUS_MESSAGE_TOO_BIG
+    assert close_code(ws) == websocket.STATUS_MESSAGE_TOO_BIG
     ws.shutdown()
 
 
