@@ -113,7 +113,7 @@ class StreamDelivery(socketio.Manager):
             state = registry.get(sid)
             if state is None:
                 continue
-            chosen = state.select(events, topic)
+            chosen = state.select(topic, events)
             if not chosen:
                 continue
             # Most sockets take the round whole: the same list, no need to key it by seq.

@@ -61,38 +61,28 @@ class SocketState:
     held: list[dict] = field(default_factory=list)
     bucket: TokenBucket = field(default_factory=TokenBucket)
 
-    def select(self, events: list[dict], topic: str | None = None) -> list[dict]:
-        """The events of a live batch this socket wants and has not had, in order.
+    def select(self, topic: str, events: list[dict]) -> list[dict]:
+        """The events of a round for ``topic`` (in ``seq`` order, each once) that this
+        socket wants and has not had.
 
-        When every event of the batch is of ``topic`` (a room's round) and this
-        socket takes all of it (no type or key filter, none of it delivered
-        yet, no replay under way), the batch itself is returned, unwalked, so
-        that alike sockets share one encoding of it.
+        A socket that takes the round whole (no type or key filter, none of it
+        delivered yet) gets the round itself, so that alike sockets share one
+        encoding of it.  During a replay of the topic they are held instead.
         """
-        rule = self.filters.get(topic) if topic is not None else None
-        if (
-            events
-            and rule is not None
-            and rule.types is None
-            and rule.keys is None
-            and topic not in self.replaying
-            and events[0]["seq"] > self.last_seq.get(topic, 0)
-        ):
-            self.last_seq[topic] = events[-1]["seq"]
-            return events
-        chosen = []
-        for event in events:
-            topic = event["topic"]
-            rule = self.filters.get(topic)
-            if rule is None or not rule.accepts(event):
-                continue
-            if topic in self.replaying:
-                self.held.append(event)
-                continue
-            if event["seq"] <= self.last_seq.get(topic, 0):
-                continue  # already delivered (a redelivery, or sent by the replay)
-            self.last_seq[topic] = event["seq"]
-            chosen.append(event)
+        rule = self.filters.get(topic)
+        if rule is None or not events:
+            return []
+        if topic in self.replaying:
+            self.held.extend(event for event in events if rule.accepts(event))
+            return []
+        last = self.last_seq.get(topic, 0)
+        if rule.types is None and rule.keys is None and events[0]["seq"] > last:
+            chosen = events
+        else:
+            # Skips what was delivered already (a redelivery, or sent by the replay).
+            chosen = [event for event in events if event["seq"] > last and rule.accepts(event)]
+        if chosen:
+            self.last_seq[topic] = chosen[-1]["seq"]
         return chosen
 
     def begin_replay(self, topics: list[str], since: int) -> None:
