@@ -1,0 +1,1 @@
+"""Attacks the product refuses: one module per area, each test named for what is refused."""
