@@ -102,6 +102,7 @@ def init_socketio(app: Flask) -> None:
     from .stream.delivery import LocalStreamManager, QueueStreamManager
     from .stream.guard import SessionBoundSockets
     from .stream.namespace import register as register_stream
+    from .stream.polling_guard import PollingBodyGuard
 
     config = app.config
     if config["BROKER_URL"].startswith("memory://"):
@@ -124,6 +125,8 @@ def init_socketio(app: Flask) -> None:
     register_stream(socketio)
     register_admin_namespace(socketio)
     app.wsgi_app = SessionBoundSockets(app.wsgi_app, config["SESSION_COOKIE_NAME"])
+    # Outermost: a body Engine.IO would choke on is refused before anything reads it.
+    app.wsgi_app = PollingBodyGuard(app.wsgi_app, config["STREAM_MAX_MESSAGE_BYTES"])
 
 
 def async_mode() -> str:
