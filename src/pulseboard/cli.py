@@ -61,6 +61,11 @@ def promote_user(email: str, revoke: bool) -> None:
     user = _user_by_email(email)
     user.is_admin = not revoke
     db.session.commit()
+    if revoke:
+        from .stream.control import disconnect_user
+
+        # Rights are granted at connect: the user's sockets come back with the new ones.
+        disconnect_user(user.id)
     click.echo(f"{email} is {'no longer' if revoke else 'now'} an admin")
 
 

@@ -215,6 +215,9 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         # Seconds; Nginx's proxy_read_timeout must be longer than interval + timeout.
         "STREAM_PING_INTERVAL": read.int("STREAM_PING_INTERVAL", 25, minimum=1),
         "STREAM_PING_TIMEOUT": read.int("STREAM_PING_TIMEOUT", 20, minimum=1),
+        # Seconds between checks that each socket's session and rights still hold: the
+        # longest a socket outlives a sign-out whose disconnect message was lost.
+        "STREAM_RIGHTS_CHECK_SECONDS": read.int("STREAM_RIGHTS_CHECK_SECONDS", 5, minimum=1),
         # permessage-deflate on WebSockets: CPU and a zlib context per connection.
         "STREAM_WS_COMPRESSION": read.bool("STREAM_WS_COMPRESSION", False),
         # HTTP ingest

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import current_app, flash, redirect, url_for
+from flask import current_app, flash, redirect, request, url_for
 from flask_login import current_user
-from flask_socketio import Namespace
+from flask_socketio import Namespace, join_room
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import RadioField, SelectChoice, SelectField, StringField, TextAreaField
 from wtforms.validators import InputRequired, Length, Optional
 
+from ..auth.session_control import current_store_id
+from ..events.emitter import ADMIN_NAMESPACE
 from ..events.envelope import TOPIC, InvalidEnvelope
 from ..events.producer import PublishError, shared_producer
 from ..extensions import db
 from ..models import User
 from ..stream.access import user_topic
+from ..stream.control import session_room, user_room
+from ..stream.rights import live_rights, still_holds, sweeper
+from ..stream.state import SocketOwner, registry
 from . import bp
 from .routes import admin_required
 
@@ -117,13 +122,38 @@ def send_notice():
 
 
 class AdminNamespace(Namespace):
-    """``/admin``: the same broadcast for admin tools that speak Socket.IO."""
+    """``/admin``: the same broadcast for admin tools that speak Socket.IO.
+
+    Bound to its session like ``/stream``: a request for its connection without
+    that session's cookie is refused, and ending the session, disabling or
+    demoting the admin disconnects it.  Rights are asked of the database again
+    before every broadcast, so a disconnect that was lost changes nothing.
+    """
 
     def on_connect(self, auth=None):
         if not (current_user.is_authenticated and current_user.is_admin):
             raise ConnectionRefusedError("admins only")
+        eio_sid = self.socketio.server.manager.eio_sid_from_sid(request.sid, ADMIN_NAMESPACE)
+        owner = SocketOwner(current_user.id, current_store_id(), is_admin=True, eio_sid=eio_sid)
+        registry.admin_sockets[request.sid] = owner
+        registry.bind(eio_sid, owner.session_key)
+        join_room(user_room(owner.user_id))
+        join_room(session_room(owner.session_key))
+        sweeper.ensure_running(self.socketio, current_app._get_current_object())
+
+    def on_disconnect(self, reason=None):
+        owner = registry.admin_sockets.pop(request.sid, None)
+        if owner is not None:
+            registry.release(owner.eio_sid)
 
     def on_broadcast(self, data=None):
+        owner = registry.admin_sockets.get(request.sid)
+        if owner is None or not still_holds(owner, live_rights([owner.session_key])):
+            # After the answer, so the client learns why before the socket closes.
+            self.socketio.start_background_task(
+                self.socketio.server.disconnect, request.sid, namespace=ADMIN_NAMESPACE
+            )
+            return {"ok": False, "error": "admins only"}
         if not isinstance(data, dict):
             return {"ok": False, "error": "broadcast takes {level, title, body, target, to}"}
         try:
@@ -140,4 +170,4 @@ class AdminNamespace(Namespace):
 
 
 def register(socketio) -> None:
-    socketio.on_namespace(AdminNamespace("/admin"))
+    socketio.on_namespace(AdminNamespace(ADMIN_NAMESPACE))

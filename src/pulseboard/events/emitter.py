@@ -14,6 +14,8 @@ from .socketio_queue import KombuManager
 from .store import StoredEvent
 
 NAMESPACE = "/stream"
+# Admin tools that speak Socket.IO: broadcast notices (admin/notices.py).
+ADMIN_NAMESPACE = "/admin"
 EVENTS = "events"
 
 

@@ -20,6 +20,7 @@ from ..auth.passwords import hash_password
 from ..auth.session_control import end_sessions, mark_fresh
 from ..database import utcnow
 from ..extensions import db
+from ..stream.control import disconnect_sessions
 from ..models import ServerSession, User
 from . import bp
 from .forms import ConfirmForm, EmailForm, PasswordForm
@@ -121,5 +122,6 @@ def end_one_session(session_id: int):
     if record is not None and record.user_id == current_user.id:
         db.session.delete(record)
         db.session.commit()
+        disconnect_sessions([record.session_id])  # that device's live sockets end too
         flash("That session is signed out.", "success")
     return redirect(url_for("settings.index"))

@@ -20,7 +20,7 @@ carries, with rounds that grow with the load.
 
 from __future__ import annotations
 
-import contextlib
+import json
 import logging
 import threading
 import time
@@ -65,11 +65,11 @@ class StreamDelivery(socketio.Manager):
         self, event, data, namespace, room=None, skip_sid=None, callback=None, to=None, **kwargs
     ):
         room = to or room
-        if namespace == NAMESPACE and isinstance(room, str) and callback is None:
-            if event == EVENTS and room.startswith("topic:"):
+        if isinstance(room, str) and callback is None:
+            if namespace == NAMESPACE and event == EVENTS and room.startswith("topic:"):
                 return self.deliver_events(room, data)
             if event == DISCONNECT:
-                return self.disconnect_room(room)
+                return self.disconnect_room(room, namespace)
         return super().emit(
             event, data, namespace, room=room, skip_sid=skip_sid, callback=callback, **kwargs
         )
@@ -118,10 +118,16 @@ class StreamDelivery(socketio.Manager):
                 continue
             # Most sockets take the round whole: the same list, no need to key it by seq.
             key = () if chosen is events else tuple(event["seq"] for event in chosen)
-            packets = encoded.get(key)
-            if packets is None:
-                packets = encoded[key] = self.encode(EVENTS, chosen)
-            self.send_packets(sid, eio_sid, chosen, packets)
+            try:
+                ready = encoded.get(key)
+                if ready is None:
+                    ready = encoded[key] = self.encode_events(chosen)
+                chosen, packets = ready
+                if packets:
+                    self.send_packets(sid, eio_sid, chosen, packets)
+            except Exception:
+                # One socket's failure is its own: the rest of the room still gets the round.
+                log.exception("delivery of %s to socket %s failed", room, sid)
 
     def send_packets(self, sid: str, eio_sid: str, events: list[dict], packets: list) -> None:
         socket = self.server.eio.sockets.get(eio_sid)
@@ -141,6 +147,15 @@ class StreamDelivery(socketio.Manager):
             for eio_pkt in self.encode(NOTICE, notice_payload(notice)):
                 socket.send(eio_pkt)
 
+    def encode_events(self, events: list[dict]) -> tuple[list[dict], list]:
+        """The events that can be sent, and their packets: an event the encoder
+        cannot take (found only when the whole list fails) is left out."""
+        try:
+            return events, self.encode(EVENTS, events)
+        except Exception:  # RecursionError, a lone surrogate...
+            events = deliverable(events)
+            return events, (self.encode(EVENTS, events) if events else [])
+
     def encode(self, event: str, data) -> list:
         pkt = self.server.packet_class(packet.EVENT, namespace=NAMESPACE, data=[event, data])
         encoded = pkt.encode()
@@ -158,7 +173,10 @@ class StreamDelivery(socketio.Manager):
         if queue.qsize() > self.max_queued_packets:
             return True
         waiting = getattr(queue, "queue", ())  # the deque behind gevent's and stdlib's queues
-        return sum(len(p.data) for p in list(waiting) if p is not None) > self.max_queued_bytes
+        queued = sum(
+            len(p.data) for p in list(waiting) if p is not None and isinstance(p.data, str | bytes)
+        )
+        return queued > self.max_queued_bytes
 
     def drop(self, eio_sid: str) -> None:
         """Close the connection at once and free what it would never have read."""
@@ -166,15 +184,28 @@ class StreamDelivery(socketio.Manager):
         if socket is None:
             return
         socket.close(wait=False, abort=True)  # also runs the namespace's disconnect handler
-        with contextlib.suppress(self.server.eio.queue_empty):
-            while True:
-                socket.queue.get_nowait()
-                socket.queue.task_done()
+        while not socket.queue.empty():
+            socket.queue.get_nowait()
+            socket.queue.task_done()
         socket.queue.put(None)  # the writer's signal to stop, once it wakes
 
-    def disconnect_room(self, room: str) -> None:
-        for sid, _ in list(self.get_participants(NAMESPACE, room)):
-            self.server.disconnect(sid, namespace=NAMESPACE, ignore_queue=True)
+    def disconnect_room(self, room: str, namespace: str) -> None:
+        for sid, _ in list(self.get_participants(namespace, room)):
+            self.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+
+
+def deliverable(events: list[dict]) -> list[dict]:
+    """``events`` less any that cannot be encoded (logged by ``seq``), so that one bad
+    event never takes the others of its round or replay with it."""
+    kept = []
+    for event in events:
+        try:
+            json.dumps(event)
+        except Exception:  # RecursionError, a lone surrogate...
+            log.error("event seq %s cannot be encoded; it is not delivered", event.get("seq"))
+        else:
+            kept.append(event)
+    return kept
 
 
 def in_order(events: list[dict]) -> list[dict]:

@@ -21,18 +21,13 @@ from ..events.emitter import EVENTS, NAMESPACE, topic_room
 from ..extensions import db
 from ..metrics.sockets import gauges
 from .access import may_subscribe
+from .control import session_room, user_room
+from .delivery import deliverable
+from .rights import sweeper
 from .state import ABUSE_LIMIT, SocketState, registry
 from .subscribe import InvalidRequest, parse_subscribe, parse_unsubscribe
 
 log = logging.getLogger(__name__)
-
-
-def user_room(user_id: int) -> str:
-    return f"user:{user_id}"
-
-
-def session_room(session_key: str) -> str:
-    return f"session:{session_key}"
 
 
 class StreamNamespace(Namespace):
@@ -51,6 +46,7 @@ class StreamNamespace(Namespace):
         join_room(user_room(state.user_id))
         join_room(session_room(state.session_key))
         gauges.connected(self.socketio.server, request.sid, state.user_id)
+        sweeper.ensure_running(self.socketio, current_app._get_current_object())
         log.info("socket %s connected: user %s", request.sid, state.user_id)
 
     def on_disconnect(self, reason=None):
@@ -91,7 +87,7 @@ class StreamNamespace(Namespace):
         metrics.replay(since, len(sent), gap)
         for batch in (sent, held):
             if batch:
-                emit(EVENTS, batch)
+                emit_events(batch)
         return {
             "ok": True,
             "subscribed": sorted(state.filters),
@@ -139,6 +135,17 @@ class StreamNamespace(Namespace):
             newest = store.latest_events(db.session, topics, limit)
             return [event.as_dict() for event in newest], True
         return events, page.gap
+
+
+def emit_events(batch: list[dict]) -> None:
+    """Send ``batch`` to this socket; an event that cannot be encoded is left out,
+    never the batch (nor the ack after it)."""
+    try:
+        emit(EVENTS, batch)
+    except Exception:  # RecursionError, a lone surrogate...
+        kept = deliverable(batch)
+        if kept:
+            emit(EVENTS, kept)
 
 
 def register(socketio) -> None:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
+from ..events.emitter import ADMIN_NAMESPACE, NAMESPACE
+
 # Client messages: a steady 10 a second with bursts of 20 is plenty for a UI.
 CLIENT_RATE = 10.0
 CLIENT_BURST = 20
@@ -108,24 +110,58 @@ class SocketState:
         return True
 
 
+@dataclass(frozen=True)
+class SocketOwner:
+    """Who holds a socket, as checked when it connected; rechecked against the database."""
+
+    user_id: int
+    session_key: str
+    is_admin: bool
+    eio_sid: str
+
+
 class Registry:
-    """sid → SocketState for this process, and engine.io sid → session for its sockets."""
+    """This process's live sockets: ``/stream`` state and ``/admin`` owners by sid, and
+    the session each Engine.IO connection is bound to (``guard.SessionBoundSockets``)."""
 
     def __init__(self):
         self.sockets: dict[str, SocketState] = {}
+        self.admin_sockets: dict[str, SocketOwner] = {}
         self.session_of_eio: dict[str, str] = {}
+        # One Engine.IO connection can carry both namespaces: bound while either is open.
+        self._namespaces_of_eio: dict[str, int] = {}
 
     def add(self, sid: str, state: SocketState) -> None:
         self.sockets[sid] = state
-        self.session_of_eio[state.eio_sid] = state.session_key
+        self.bind(state.eio_sid, state.session_key)
 
     def remove(self, sid: str) -> None:
         state = self.sockets.pop(sid, None)
         if state is not None:
-            self.session_of_eio.pop(state.eio_sid, None)
+            self.release(state.eio_sid)
 
     def get(self, sid: str) -> SocketState | None:
         return self.sockets.get(sid)
+
+    def bind(self, eio_sid: str, session_key: str) -> None:
+        self.session_of_eio[eio_sid] = session_key
+        self._namespaces_of_eio[eio_sid] = self._namespaces_of_eio.get(eio_sid, 0) + 1
+
+    def release(self, eio_sid: str) -> None:
+        left = self._namespaces_of_eio.pop(eio_sid, 1) - 1
+        if left > 0:
+            self._namespaces_of_eio[eio_sid] = left
+        else:
+            self.session_of_eio.pop(eio_sid, None)
+
+    def owners(self) -> list[tuple[str, str, SocketOwner]]:
+        """``(namespace, sid, owner)`` for every socket of this process."""
+        found = [
+            (NAMESPACE, sid, SocketOwner(s.user_id, s.session_key, s.is_admin, s.eio_sid))
+            for sid, s in list(self.sockets.items())
+        ]
+        found += [(ADMIN_NAMESPACE, sid, owner) for sid, owner in list(self.admin_sockets.items())]
+        return found
 
 
 registry = Registry()

@@ -1,0 +1,101 @@
+"""Whether a socket's session and rights still hold, asked of the database.
+
+Signing out, ending a session, disabling or demoting a user sends a disconnect
+to every instance (``control``), but a message can miss: the embedded bus of a
+CLI process reaches no server, and a broker outage drops what was in flight.
+So privileged messages check the database before they act, and each web
+process sweeps its sockets every ``STREAM_RIGHTS_CHECK_SECONDS``, ending the
+ones whose session is gone, whose account is disabled, or whose admin rights
+were taken away.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import ServerSession, User
+from .state import SocketOwner, registry
+
+log = logging.getLogger(__name__)
+
+# Keys per query: well under every database's limit on an IN list's size.
+QUERY_SLICE = 500
+
+
+def live_rights(session_keys: Iterable[str]) -> dict[str, tuple[int, bool]]:
+    """session key → (user id, is admin) for the sessions that still exist, of accounts
+    that are not disabled.
+
+    Expiry is not asked: a socket does not slide its session's idle expiry, so an
+    open dashboard would be cut at the idle timeout; the session's end (sign-out,
+    "sign out everywhere", cleanup of expired ones) deletes the row, and that counts.
+    """
+    keys = sorted(set(session_keys))
+    found: dict[str, tuple[int, bool]] = {}
+    for start in range(0, len(keys), QUERY_SLICE):
+        rows = db.session.execute(
+            select(ServerSession.session_id, User.id, User.is_admin)
+            .join(User, ServerSession.user_id == User.id)
+            .where(
+                ServerSession.session_id.in_(keys[start : start + QUERY_SLICE]),
+                User.disabled.is_(False),
+            )
+        ).all()
+        found.update((key, (user_id, bool(is_admin))) for key, user_id, is_admin in rows)
+    db.session.remove()  # a sweep must not hold a connection or a stale snapshot
+    return found
+
+
+def still_holds(owner: SocketOwner, rights: dict[str, tuple[int, bool]]) -> bool:
+    held = rights.get(owner.session_key)
+    if held is None or held[0] != owner.user_id:
+        return False
+    # Rights granted at connect (admin topics, /admin) must still be granted.
+    return held[1] or not owner.is_admin
+
+
+def stale_sockets() -> list[tuple[str, str]]:
+    """``(namespace, sid)`` of this process's sockets whose session or rights are gone."""
+    owners = registry.owners()
+    if not owners:
+        return []
+    rights = live_rights(owner.session_key for _, _, owner in owners)
+    return [(namespace, sid) for namespace, sid, owner in owners if not still_holds(owner, rights)]
+
+
+class RightsSweeper:
+    """One greenlet per process that ends stale sockets; started with the first socket."""
+
+    def __init__(self):
+        self.started = False
+
+    def ensure_running(self, socketio, app) -> None:
+        if self.started:
+            return
+        self.started = True
+        socketio.start_background_task(self._sweep_forever, socketio, app)
+
+    def _sweep_forever(self, socketio, app) -> None:
+        interval = app.config["STREAM_RIGHTS_CHECK_SECONDS"]
+        while True:
+            socketio.sleep(interval)
+            try:
+                with app.app_context():
+                    self.sweep(socketio)
+            except Exception:  # the sweep must never end for good
+                log.exception("rights sweep failed; trying again in %s s", interval)
+
+    @staticmethod
+    def sweep(socketio) -> int:
+        stale = stale_sockets()
+        for namespace, sid in stale:
+            log.info("socket %s on %s: session or rights gone; disconnecting", sid, namespace)
+            socketio.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+        return len(stale)
+
+
+sweeper = RightsSweeper()
