@@ -102,3 +102,20 @@ def test_readyz_gives_up_on_a_silent_dependency_within_its_time_limit(make_app, 
     assert response.status_code == 503
     assert response.get_json()["checks"]["broker"]["ok"] is False
     assert elapsed < 5
+
+
+def test_readyz_shows_the_detail_of_a_failure_only_to_allowed_networks(make_app, rabbitmq_url):
+    port = closed_port()
+    app = make_app(
+        schema=False,
+        DATABASE_URL=f"mysql+pymysql://root@127.0.0.1:{port}/nowhere",
+        BROKER_URL=rabbitmq_url,
+    )
+    outside = app.test_client().get("/readyz", environ_base={"REMOTE_ADDR": "203.0.113.9"})
+    assert outside.status_code == 503
+    assert outside.get_json() == {
+        "status": "not ready",
+        "checks": {"database": {"ok": False}, "broker": {"ok": True}},
+    }
+    inside = app.test_client().get("/readyz").get_json()  # from 127.0.0.1
+    assert "Can't connect to MySQL server" in inside["checks"]["database"]["error"]

@@ -3,7 +3,9 @@
 ``/healthz`` says the process answers and touches nothing else, so a slow
 database never gets a healthy worker restarted.  ``/readyz`` checks the
 database and the broker, each within its own time limit and at the same time,
-and answers 503 with the detail when either is not usable.
+and answers 503 when either is not usable.  Everyone sees the status of each
+check; the detail (errors, which can name hosts and ports, backends, latency)
+goes only to the networks and token that may read ``/metrics``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from kombu import Connection
 from sqlalchemy import text
 
 from ..extensions import db
+from ..metrics.web import may_scrape
 from . import bp
 
 # Checks run beside the request so that each gets its own deadline; under
@@ -34,6 +37,8 @@ def readyz():
     results = readiness(current_app._get_current_object())
     ready = all(result["ok"] for result in results.values())
     status = 200 if ready else 503
+    if not may_scrape():
+        results = {name: {"ok": result["ok"]} for name, result in results.items()}
     return jsonify(status="ready" if ready else "not ready", checks=results), status
 
 
