@@ -62,6 +62,31 @@ def test_duplicates_inside_one_batch_are_stored_once(session):
     assert [event.id for event in stored] == ["e0", "e1"]
 
 
+def test_an_id_is_unique_within_its_topic_not_across_topics(session):
+    """The id is the producer's idempotency key within its topic: no topic shadows another."""
+    market = store.store_batch(session, envelopes(1, topic="market.ticks", prefix="x"))
+    session.commit()
+    other = store.store_batch(session, envelopes(1, topic="other.feed", prefix="x"))
+    session.commit()
+    again = store.store_batch(session, envelopes(1, topic="other.feed", prefix="x"))
+    session.commit()
+    assert other[0].seq != market[0].seq and again[0].seq == other[0].seq
+    rows = session.execute(select(Event.seq, Event.topic, Event.event_id).order_by(Event.seq))
+    assert [tuple(row) for row in rows] == [
+        (market[0].seq, "market.ticks", "x0"),
+        (other[0].seq, "other.feed", "x0"),
+    ]
+
+
+def test_ids_that_differ_only_in_case_are_different_events(session):
+    lower, upper = envelopes(1, prefix="evt-a")[0], envelopes(1, prefix="EVT-A")[0]
+    stored = store.store_batch(session, [lower])
+    stored += store.store_batch(session, [upper])
+    session.commit()
+    assert [event.id for event in stored] == ["evt-a0", "EVT-A0"]
+    assert session.scalar(select(db.func.count(Event.seq))) == 2
+
+
 def test_events_since_returns_later_events_on_the_asked_topics_only(session):
     ticks = store.store_batch(session, envelopes(4))
     store.store_batch(session, envelopes(3, topic="system.metrics", prefix="m"))

@@ -125,6 +125,8 @@ def test_sqlite_and_mysql_end_up_with_the_same_schema(sqlite_url, mysql_url):
         ("ix_events_stored_at", ("stored_at",), False),
         ("ix_events_topic_seq", ("topic", "seq"), False),
     }
+    # An event id is unique within its topic only.
+    assert on_sqlite["events"]["uniques"] == {("uq_events_topic_event_id", ("topic", "event_id"))}
 
 
 def test_mysql_tables_are_innodb_in_utf8mb4(mysql_url):

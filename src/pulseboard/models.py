@@ -27,6 +27,9 @@ from .extensions import db
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 # Up to 16 MB on MySQL (plain TEXT stops at 64 KB).
 LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+# Compared byte for byte, as SQLite does: under MySQL's case-insensitive collation
+# "evt-A" would count as a repeat of "evt-a" and never be stored.
+EventId = String(128).with_variant(mysql.VARCHAR(128, collation="utf8mb4_bin"), "mysql", "mariadb")
 
 
 class User(UserMixin, db.Model):
@@ -100,11 +103,16 @@ class Event(db.Model):
     """The event log: every accepted event once, in the order it was stored (``seq``)."""
 
     __tablename__ = "events"
-    __table_args__ = (Index(None, "topic", "seq"), MYSQL_TABLE_OPTIONS)
+    __table_args__ = (
+        Index(None, "topic", "seq"),
+        # The producer's id is the idempotency key within its topic: a redelivered
+        # event is stored once, and an id used on one topic cannot shadow another's.
+        UniqueConstraint("topic", "event_id"),
+        MYSQL_TABLE_OPTIONS,
+    )
 
     seq: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    # The producer's id: unique, so a redelivered event is stored once.
-    event_id: Mapped[str] = mapped_column(String(128), unique=True)
+    event_id: Mapped[str] = mapped_column(EventId)
     topic: Mapped[str] = mapped_column(String(200))
     type: Mapped[str] = mapped_column(String(64))
     key: Mapped[str | None] = mapped_column(String(200))

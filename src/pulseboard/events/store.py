@@ -2,7 +2,9 @@
 
 Only the consumer writes here, one batch per transaction, so ``seq`` (the
 auto-increment key) follows the order events were taken off the queue.  A
-redelivered event keeps the ``seq`` it got the first time.
+redelivered event keeps the ``seq`` it got the first time.  An event is known by
+its topic and id together: the id is the producer's idempotency key within its
+topic, so producers scoped to different topics can never shadow each other.
 """
 
 from __future__ import annotations
@@ -64,9 +66,9 @@ class Page:
 
 def store_batch(session: Session, envelopes: Sequence[Envelope]) -> list[StoredEvent]:
     """Insert new envelopes, skip ones already stored; return all of them by ``seq``."""
-    first_seen: dict[str, Envelope] = {}
+    first_seen: dict[tuple[str, str], Envelope] = {}
     for envelope in envelopes:
-        first_seen.setdefault(envelope.id, envelope)
+        first_seen.setdefault((envelope.topic, envelope.id), envelope)
     unique = list(first_seen.values())
     if not unique:
         return []
@@ -84,20 +86,26 @@ def store_batch(session: Session, envelopes: Sequence[Envelope]) -> list[StoredE
         for e in unique
     ]
     session.execute(_insert_skipping_duplicates(session), rows)
-    ids = [e.id for e in unique]
-    seqs = dict(
-        session.execute(select(Event.event_id, Event.seq).where(Event.event_id.in_(ids))).all()
-    )
-    stored = [StoredEvent(seq=seqs[envelope.id], envelope=envelope) for envelope in unique]
+    # Both lists lead into the (topic, event_id) key; rows of other pairs are ignored.
+    found = session.execute(
+        select(Event.topic, Event.event_id, Event.seq).where(
+            Event.topic.in_(sorted({e.topic for e in unique})),
+            Event.event_id.in_(sorted({e.id for e in unique})),
+        )
+    ).all()
+    seqs = {(topic, event_id): seq for topic, event_id, seq in found}
+    stored = [StoredEvent(seq=seqs[key], envelope=envelope) for key, envelope in first_seen.items()]
     stored.sort(key=lambda event: event.seq)
     return stored
 
 
 def _insert_skipping_duplicates(session: Session):
-    """INSERT that leaves an existing event_id alone (the unique key dedupes)."""
+    """INSERT that leaves an existing (topic, event_id) alone (the unique key dedupes)."""
     dialect = session.get_bind().dialect.name
     if dialect == "sqlite":
-        return sqlite.insert(events_table).on_conflict_do_nothing(index_elements=["event_id"])
+        return sqlite.insert(events_table).on_conflict_do_nothing(
+            index_elements=["topic", "event_id"]
+        )
     statement = mysql.insert(events_table)
     return statement.on_duplicate_key_update(event_id=statement.inserted.event_id)
 
