@@ -37,9 +37,9 @@ DEMO_PAGES = (
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
-_SLUG = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$")
-_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
-_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$")
+_SLUG = re.compile(r"^[a-z][a-z0-9-]{0,30}[a-z0-9]\Z")
+_COLOR = re.compile(r"^#[0-9a-fA-F]{6}\Z")
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?\Z")
 # A development key is fine on a laptop and fatal anywhere else, so it is only
 # ever filled in for the development and test environments.
 _DEV_SECRET_KEY = "dev-only-secret-key-not-for-production"  # noqa: S105
@@ -201,6 +201,9 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "CONSUMER_PREFETCH": read.int("CONSUMER_PREFETCH", 1000, minimum=1, maximum=65535),
         "CONSUMER_BATCH_SIZE": read.int("CONSUMER_BATCH_SIZE", 500, minimum=1),
         "CONSUMER_BATCH_WAIT_MS": read.int("CONSUMER_BATCH_WAIT_MS", 50, maximum=10_000),
+        # Nesting of a payload's objects and arrays: every JSON encoder on the way
+        # to the browser recurses per level, so one deep event could stall delivery.
+        "EVENT_MAX_DEPTH": read.int("EVENT_MAX_DEPTH", 32, minimum=1, maximum=256),
         # Live streams (Socket.IO /stream)
         "STREAM_PUBLIC_TOPICS": read.list(
             "STREAM_PUBLIC_TOPICS", ("market.ticks", "system.metrics", "notices")
