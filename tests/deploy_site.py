@@ -1,11 +1,13 @@
 """Helpers for deployment tests: the product's own templates rendered with test
-ports and paths, a real Nginx on loopback, test certificates, the wizard."""
+ports and paths, a real Nginx on loopback, test certificates, the wizard, and
+the whole production site behind that Nginx."""
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -13,8 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-from .conftest import service_missing
-from .servers import PROJECT_ROOT, stop
+import pytest
+
+from pulseboard.config import load_config
+from pulseboard.events.topology import Topology
+
+from .conftest import PASSWORD, service_missing
+from .pipeline import ConsumerProcess, declared_topology
+from .servers import PROJECT_ROOT, base_env, free_port, gunicorn, run_cli, stop, temporary_database
 
 DEPLOY = PROJECT_ROOT / "deploy"
 SETUP = PROJECT_ROOT / "setup.sh"
@@ -151,6 +159,57 @@ def running_nginx(conf: Path, https_port: int, timeout: float = 10):
         yield
     finally:
         stop(process)
+
+
+@contextlib.contextmanager
+def production_site(tmp: Path, rabbitmq_url: str, mysql_server: str):
+    """https://localhost:<port> → Nginx → two gunicorn instances; consumer on RabbitMQ.
+
+    Yields what tests reach it by: its URLs, the instances' ports, the app's
+    config, the test CA and Nginx's own directory (its access log is there)."""
+    web_ports = [free_port(), free_port()]
+    http_port, https_port = free_port(), free_port()
+    url = f"https://localhost:{https_port}"
+    conf = render_site(tmp / "nginx", web_ports, http_port, https_port)
+    with contextlib.ExitStack() as stack, pytest.MonkeyPatch.context() as patch:
+        env = base_env(
+            APP_ENV="production",
+            SECRET_KEY=secrets.token_urlsafe(48),
+            APP_SLUG=f"pbt-{secrets.token_hex(4)}",
+            APP_DOMAIN="localhost",
+            DATABASE_URL=stack.enter_context(temporary_database(mysql_server)),
+            BROKER_URL=rabbitmq_url,
+            PUBLIC_ORIGINS=url,
+            PROXY_FIX_HOPS="1",
+            TMPDIR=str(tmp),
+            AUTH_RATE_LIMIT="1000/minute",
+            CONSUMER_BATCH_WAIT_MS="5",
+        )
+        assert run_cli("db", "upgrade", env=env).returncode == 0
+        created = run_cli(
+            "users", "create", "bob@example.com", "--password-stdin", env=env, input=PASSWORD + "\n"
+        )
+        assert created.returncode == 0, created.stderr
+        # requests (and the Socket.IO client's polling) trust the test certificate.
+        patch.setenv("REQUESTS_CA_BUNDLE", str(conf.parent / "cert.pem"))
+        stack.enter_context(declared_topology(rabbitmq_url, Topology.from_config(load_config(env))))
+        for port in web_ports:
+            stack.enter_context(gunicorn(env, port=port))
+        consumer = ConsumerProcess(env, tmp / "consumer.log")
+        stack.callback(consumer.stop)
+        consumer.wait_connected()
+        stack.enter_context(running_nginx(conf, https_port))
+        yield {
+            "url": url,
+            "http_url": f"http://localhost:{http_port}",
+            "http_port": http_port,
+            "https_port": https_port,
+            "web_ports": web_ports,
+            "config": load_config(env),
+            "cacert": conf.parent / "cert.pem",
+            "nginx_dir": conf.parent,
+            "tmp": tmp,
+        }
 
 
 def run_verify(url: str, http_url: str, cacert: Path) -> subprocess.CompletedProcess:

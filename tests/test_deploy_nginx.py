@@ -7,21 +7,16 @@ consumer; then what a browser and deploy/verify.sh see through it.
 
 from __future__ import annotations
 
-import contextlib
-import secrets
 import subprocess
 
 import pytest
 import requests
 
-from pulseboard.config import load_config
 from pulseboard.events.producer import Producer
-from pulseboard.events.topology import Topology
 
 from .conftest import PASSWORD
-from .deploy_site import VERIFY, render_site, run_verify, running_nginx
-from .pipeline import ConsumerProcess, declared_topology
-from .servers import base_env, free_port, gunicorn, run_cli, temporary_database
+from .deploy_site import VERIFY, production_site, render_site, run_verify, running_nginx
+from .servers import free_port
 from .streaming import CSRF, StreamClient
 
 HEADERS = (
@@ -35,48 +30,8 @@ HEADERS = (
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory, rabbitmq_url, mysql_server):
-    """https://localhost:<port> → Nginx → two gunicorn instances; consumer on RabbitMQ."""
-    tmp = tmp_path_factory.mktemp("deploy-site")
-    web_ports = [free_port(), free_port()]
-    http_port, https_port = free_port(), free_port()
-    url = f"https://localhost:{https_port}"
-    conf = render_site(tmp / "nginx", web_ports, http_port, https_port)
-    with contextlib.ExitStack() as stack, pytest.MonkeyPatch.context() as patch:
-        env = base_env(
-            APP_ENV="production",
-            SECRET_KEY=secrets.token_urlsafe(48),
-            APP_SLUG=f"pbt-{secrets.token_hex(4)}",
-            APP_DOMAIN="localhost",
-            DATABASE_URL=stack.enter_context(temporary_database(mysql_server)),
-            BROKER_URL=rabbitmq_url,
-            PUBLIC_ORIGINS=url,
-            PROXY_FIX_HOPS="1",
-            TMPDIR=str(tmp),
-            AUTH_RATE_LIMIT="1000/minute",
-            CONSUMER_BATCH_WAIT_MS="5",
-        )
-        assert run_cli("db", "upgrade", env=env).returncode == 0
-        created = run_cli(
-            "users", "create", "bob@example.com", "--password-stdin", env=env, input=PASSWORD + "\n"
-        )
-        assert created.returncode == 0, created.stderr
-        # requests (and the Socket.IO client's polling) trust the test certificate.
-        patch.setenv("REQUESTS_CA_BUNDLE", str(conf.parent / "cert.pem"))
-        stack.enter_context(declared_topology(rabbitmq_url, Topology.from_config(load_config(env))))
-        for port in web_ports:
-            stack.enter_context(gunicorn(env, port=port))
-        consumer = ConsumerProcess(env, tmp / "consumer.log")
-        stack.callback(consumer.stop)
-        consumer.wait_connected()
-        stack.enter_context(running_nginx(conf, https_port))
-        yield {
-            "url": url,
-            "http_url": f"http://localhost:{http_port}",
-            "web_ports": web_ports,
-            "config": load_config(env),
-            "cacert": conf.parent / "cert.pem",
-            "tmp": tmp,
-        }
+    with production_site(tmp_path_factory.mktemp("deploy-site"), rabbitmq_url, mysql_server) as up:
+        yield up
 
 
 def signed_in_over_https(site) -> requests.Session:
