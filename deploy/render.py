@@ -28,6 +28,10 @@ DEFAULT_CSP = (
     "font-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; "
     "base-uri 'self'; form-action 'self'; object-src 'none'"
 )
+# Socket.IO's long-polling POSTs carry a few client messages, each at most the
+# app's STREAM_MAX_MESSAGE_BYTES (16 KiB by default), plus Engine.IO framing:
+# Nginx refuses bodies this much bigger than that limit before the app sees them.
+SOCKET_BODY_MARGIN = 4096
 # Nginx waits this much longer than Socket.IO's ping interval + timeout before
 # it gives up on a quiet socket, so only Socket.IO ever decides a peer is gone.
 SOCKET_TIMEOUT_MARGIN = 30
@@ -88,14 +92,26 @@ def _listen(spec: str, suffix: str) -> str:
     return "\n".join(lines)
 
 
+def https_port_suffix(settings: dict[str, str]) -> str:
+    """``:port`` when the site's HTTPS port is not 443, so links and origins name it."""
+    https_port = settings.get("HTTPS_LISTEN", "443").rsplit(":", 1)[-1]
+    return "" if https_port == "443" else f":{https_port}"
+
+
+def public_origin(settings: dict[str, str]) -> str:
+    """The site's one public origin: what PUBLIC_URL and PUBLIC_ORIGINS hold."""
+    return f"https://{settings['APP_DOMAIN']}{https_port_suffix(settings)}"
+
+
 def template_values(settings: dict[str, str], env: dict[str, str]) -> dict[str, str]:
     """Every placeholder's value, from deploy.conf settings and the app's .env."""
     slug = settings["APP_SLUG"]
     app_dir = settings["APP_DIR"].rstrip("/")
     venv_dir = settings.get("VENV_DIR") or f"{app_dir}/.venv"
+    http_listen = settings.get("HTTP_LISTEN", "80")
     https_listen = settings.get("HTTPS_LISTEN", "443")
-    https_port = https_listen.rsplit(":", 1)[-1]
     ping = int(env.get("STREAM_PING_INTERVAL") or 25) + int(env.get("STREAM_PING_TIMEOUT") or 20)
+    message_bytes = int(env.get("STREAM_MAX_MESSAGE_BYTES") or 16 * 1024)
     dependencies = []
     if settings.get("DB_ENGINE") == "mysql":
         dependencies.append("mysql.service")
@@ -123,15 +139,19 @@ def template_values(settings: dict[str, str], env: dict[str, str]) -> dict[str, 
         "SERVICE_DEPENDENCIES": " ".join(dependencies),
         "DEMO_NOTE": ", demo producer" if settings.get("DEMO_PRODUCER") == "yes" else "",
         "NGINX_INCLUDE_DIR": settings.get("NGINX_INCLUDE_DIR", "/etc/nginx/snippets"),
-        "HTTP_LISTEN_DIRECTIVES": _listen(settings.get("HTTP_LISTEN", "80"), ""),
+        "HTTP_LISTEN_DIRECTIVES": _listen(http_listen, ""),
         "HTTPS_LISTEN_DIRECTIVES": _listen(https_listen, " ssl http2"),
-        "HTTPS_PORT_SUFFIX": "" if https_port == "443" else f":{https_port}",
+        # The catch-all servers in front of the site's own (see site.conf).
+        "HTTP_DEFAULT_LISTEN_DIRECTIVES": _listen(http_listen, " default_server"),
+        "HTTPS_DEFAULT_LISTEN_DIRECTIVES": _listen(https_listen, " ssl http2 default_server"),
+        "HTTPS_PORT_SUFFIX": https_port_suffix(settings),
         "TLS_CERT": settings.get("TLS_CERT") or f"/etc/ssl/{slug}/fullchain.pem",
         "TLS_KEY": settings.get("TLS_KEY") or f"/etc/ssl/{slug}/privkey.pem",
         "ACME_ROOT": settings.get("ACME_ROOT") or f"/var/www/{slug}-acme",
         "NGINX_ACCESS_LOG": settings.get("NGINX_ACCESS_LOG") or f"/var/log/nginx/{slug}.access.log",
         "NGINX_ERROR_LOG": settings.get("NGINX_ERROR_LOG") or f"/var/log/nginx/{slug}.error.log",
         "CLIENT_MAX_BODY_SIZE": str(int(env.get("MAX_CONTENT_LENGTH") or 1048576)),
+        "SOCKET_MAX_BODY_SIZE": str(message_bytes + SOCKET_BODY_MARGIN),
         "CONTENT_SECURITY_POLICY": env.get("CONTENT_SECURITY_POLICY") or DEFAULT_CSP,
         "SOCKET_READ_TIMEOUT": f"{ping + SOCKET_TIMEOUT_MARGIN}s",
         "UPSTREAM_SERVERS": "\n".join(

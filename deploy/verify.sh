@@ -73,6 +73,18 @@ if [[ $status =~ ^30[18]$ && $location == https://* ]]; then pass "http_redirect
   fail "http_redirects_to_https" "$http_url/healthz answered ${status:-nothing} (Location: ${location:-none})"
 fi
 
+# --- Other host names ------------------------------------------------------------
+# A request naming another host must get no answer at all (Nginx's 444), over
+# HTTP and HTTPS alike: only the site's own name reaches the app.
+answered=()
+for target in "$url" "$http_url"; do
+  status=$(fetch "$target/healthz" -H 'Host: unknown-host.invalid')
+  [[ $status == 000 ]] || answered+=("${target%%://*} HTTP $status")
+done
+if ((${#answered[@]})); then fail "unknown_host_closed" "answered: ${answered[*]}"; else
+  pass "unknown_host_closed"
+fi
+
 # --- Security headers on a page -------------------------------------------------
 status=$(fetch "$url/auth/login")
 [[ $status == 200 ]] || fail "login_page" "HTTP ${status:-none} from $url/auth/login"

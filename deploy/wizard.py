@@ -131,8 +131,12 @@ def broker_url(answers: dict[str, str], env: dict[str, str], previous: dict[str,
     return f"amqp://{slug}:{url_quote(password, safe='')}@127.0.0.1:5672/{slug}"
 
 
-def env_updates(answers: dict[str, str], env: dict[str, str], previous: dict[str, str]) -> dict:
-    """The .env variables the answers decide; None removes a variable."""
+def env_updates(
+    answers: dict[str, str], env: dict[str, str], previous: dict[str, str], origin: str
+) -> dict:
+    """The .env variables the answers decide; None removes a variable.
+
+    ``origin`` is the site's https origin (render.public_origin)."""
     domain = answers["APP_DOMAIN"]
     updates: dict[str, str | None] = {
         "APP_ENV": "production",
@@ -140,7 +144,11 @@ def env_updates(answers: dict[str, str], env: dict[str, str], previous: dict[str
         "APP_NAME": answers["APP_NAME"],
         "APP_SLUG": answers["APP_SLUG"],
         "APP_DOMAIN": domain,
-        "PUBLIC_ORIGINS": f"https://{domain}",
+        "PUBLIC_ORIGINS": origin,
+        # Mail links are built on PUBLIC_URL and the app answers only to this
+        # host, whatever Host a request claims (Nginx closes the others too).
+        "PUBLIC_URL": origin,
+        "TRUSTED_HOSTS": domain,
         "PROXY_FIX_HOPS": "1",
         "DATABASE_URL": database_url(answers, env, previous),
         "BROKER_URL": broker_url(answers, env, previous),
@@ -165,7 +173,14 @@ def env_updates(answers: dict[str, str], env: dict[str, str], previous: dict[str
     return updates
 
 
-def conf_values(answers: dict[str, str], args: argparse.Namespace) -> dict[str, str]:
+# deploy.conf settings no question asks, which an operator may add by hand
+# (the site on other ports); a second run keeps them.
+HAND_SET = ("HTTP_LISTEN", "HTTPS_LISTEN")
+
+
+def conf_values(
+    answers: dict[str, str], args: argparse.Namespace, previous: dict[str, str]
+) -> dict[str, str]:
     keys = [
         "APP_NAME",
         "APP_SLUG",
@@ -188,6 +203,7 @@ def conf_values(answers: dict[str, str], args: argparse.Namespace) -> dict[str, 
     values["APP_DIR"] = str(args.app_dir)
     values["VENV_DIR"] = str(args.venv or args.app_dir / ".venv")
     values["ENV_FILE"] = str(args.env_file)
+    values.update({key: previous[key] for key in HAND_SET if previous.get(key)})
     return values
 
 
@@ -229,8 +245,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: {warning}", file=sys.stderr)
 
     args.output.mkdir(parents=True, exist_ok=True)
-    env_changed = envfile.write(args.env_file, env_updates(answers, env, previous))
-    conf = conf_values(answers, args)
+    conf = conf_values(answers, args, previous)
+    updates = env_updates(answers, env, previous, render.public_origin(conf))
+    env_changed = envfile.write(args.env_file, updates)
     text = render.conf_text(conf)
     conf_changed = not conf_path.exists() or conf_path.read_text() != text
     if conf_changed:

@@ -126,6 +126,7 @@ def test_verify_script_passes_against_the_live_site(site):
         "healthz",
         "readyz",
         "http_redirects_to_https",
+        "unknown_host_closed",
         "session_cookie",
         "socketio_polling_handshake",
         "websocket_upgrade",

@@ -130,6 +130,31 @@ def test_rendered_units_run_gunicorn_gevent_per_port_and_the_consumer(target):
     assert "hash $remote_addr consistent;" in upstream
 
 
+def test_setup_writes_the_public_url_and_the_one_trusted_host(target):
+    assert setup(target, input="\n".join(PIPED) + "\n").returncode == 0
+    first = dotenv_values(target["env"])
+    assert first["PUBLIC_URL"] == "https://board.example.com"
+    assert first["TRUSTED_HOSTS"] == "board.example.com"
+    assert "board.example.com" in load_config(first)["TRUSTED_HOSTS"]
+    again = setup(target, "--defaults")
+    assert again.returncode == 0, again.stderr
+    second = dotenv_values(target["env"])
+    assert (second["PUBLIC_URL"], second["TRUSTED_HOSTS"]) == (
+        "https://board.example.com",
+        "board.example.com",
+    )
+
+
+def test_a_site_on_another_https_port_names_it_in_its_public_url(target):
+    assert setup(target, "--defaults").returncode == 0
+    conf = target["out"] / "deploy.conf"
+    conf.write_text(conf.read_text() + "HTTPS_LISTEN=8443\n")  # set by hand, as RUNBOOK.md says
+    assert setup(target, "--defaults").returncode == 0
+    env = dotenv_values(target["env"])
+    assert env["PUBLIC_URL"] == env["PUBLIC_ORIGINS"] == "https://localhost:8443"
+    assert "HTTPS_LISTEN=8443" in conf.read_text()  # kept by the second run
+
+
 def test_a_second_run_keeps_the_secret_and_changes_nothing(target):
     assert setup(target, "--defaults").returncode == 0
     before = snapshot(target)
@@ -224,6 +249,15 @@ def test_nginx_sends_the_apps_own_content_security_policy():
     app_default = load_config({"APP_ENV": "test"})["CONTENT_SECURITY_POLICY"]
     assert app_default == render.DEFAULT_CSP
     assert "'unsafe-inline'" not in app_default
+
+
+def test_the_socketio_body_cap_follows_the_apps_message_limit():
+    render = load_render()
+    default = render.template_values(deploy_settings(), {})["SOCKET_MAX_BODY_SIZE"]
+    raised = render.template_values(deploy_settings(), {"STREAM_MAX_MESSAGE_BYTES": "65536"})
+    limit = load_config({"APP_ENV": "test"})["STREAM_MAX_MESSAGE_BYTES"]
+    assert limit < int(default) <= limit + 8192
+    assert 65536 < int(raised["SOCKET_MAX_BODY_SIZE"]) <= 65536 + 8192
 
 
 def test_socket_read_timeout_outlasts_the_socketio_ping():
@@ -333,10 +367,10 @@ def installed(tmp_path):
         WEB_PORTS="", BASE_PORT=str(free_port()), WEB_INSTANCES="1",
     )  # fmt: skip
     build = tmp_path / "run" / "assets"
-    # The test Nginx reads the installed site, as /etc/nginx/nginx.conf does.
+    # The test Nginx reads every enabled site, as Debian's /etc/nginx/nginx.conf does.
     conf.write_text(
         conf.read_text().replace(
-            str(build / "nginx" / "pulseboard.conf"), str(nginx_dir / "sites-enabled" / "*.conf")
+            str(build / "nginx" / "pulseboard.conf"), str(nginx_dir / "sites-enabled" / "*")
         )
     )
     shims = tmp_path / "shims"
@@ -397,6 +431,37 @@ def test_configure_nginx_rolls_back_when_nginx_t_fails(installed):
     assert "nginx -t refused the new configuration" in result.stderr
     assert site.read_text() == working
     assert calls(installed) == ["nginx reload"]  # the first run's, none since
+
+
+def distribution_default_site(installed) -> tuple[Path, Path]:
+    """Debian's stock site: enabled, and default_server on this site's HTTP port."""
+    http_listen = load_render().read_conf(installed["build"] / "deploy.conf")["HTTP_LISTEN"]
+    available = installed["nginx_dir"] / "sites-available" / "default"
+    enabled = installed["nginx_dir"] / "sites-enabled" / "default"
+    available.parent.mkdir(parents=True, exist_ok=True)
+    enabled.parent.mkdir(parents=True, exist_ok=True)
+    available.write_text(f"server {{ listen {http_listen} default_server; return 404; }}\n")
+    enabled.symlink_to(available)
+    return available, enabled
+
+
+def test_configure_nginx_disables_the_distributions_default_site(installed):
+    available, enabled = distribution_default_site(installed)
+    result = run_script("configure-nginx.sh", installed["env"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert not enabled.is_symlink()
+    assert available.exists()  # left in sites-available, for whoever wants it back
+    assert calls(installed) == ["nginx reload"]
+
+
+def test_configure_nginx_puts_the_default_site_back_when_nginx_t_fails(installed):
+    available, enabled = distribution_default_site(installed)
+    rendered = installed["build"] / "nginx" / "pulseboard.conf"
+    rendered.write_text(rendered.read_text().replace("server_tokens off;", "server_tokens maybe;"))
+    result = run_script("configure-nginx.sh", installed["env"])
+    assert result.returncode == 1
+    assert enabled.is_symlink() and enabled.resolve() == available
+    assert calls(installed) == []
 
 
 def test_scripts_stop_when_env_is_missing(installed):

@@ -27,6 +27,9 @@ declare -A targets=(
   ["$rendered/$APP_SLUG-proxy-headers.conf"]="$NGINX_DIR/snippets/$APP_SLUG-proxy-headers.conf"
 )
 enabled_link=$NGINX_DIR/sites-enabled/$APP_SLUG.conf
+# The site's own catch-all servers close requests for any other host; the
+# distribution's welcome site claims the same default_server on port 80.
+distro_default=$NGINX_DIR/sites-enabled/default
 
 for source_file in "${!targets[@]}"; do
   [[ -f $source_file ]] || die "$source_file is missing: run ./setup.sh (or deploy/render.py) first"
@@ -37,7 +40,7 @@ command -v "${nginx_cmd[0]}" >/dev/null || die "${nginx_cmd[0]} not found: run d
 staging=$(mktemp -d)
 trap 'rm -rf "$staging"' EXIT
 created=()
-for target in "${targets[@]}" "$enabled_link"; do
+for target in "${targets[@]}" "$enabled_link" "$distro_default"; do
   if [[ -e $target || -L $target ]]; then
     mkdir -p "$staging$(dirname "$target")"
     cp -P "$target" "$staging$target"
@@ -48,7 +51,7 @@ done
 
 restore() {
   local target
-  for target in "${targets[@]}" "$enabled_link"; do
+  for target in "${targets[@]}" "$enabled_link" "$distro_default"; do
     if [[ -e $staging$target || -L $staging$target ]]; then
       cp -P "$staging$target" "$target"
     fi
@@ -62,12 +65,19 @@ for source_file in "${!targets[@]}"; do
   install -m 0644 "$source_file" "${targets[$source_file]}"
 done
 ln -sfn "$NGINX_DIR/sites-available/$APP_SLUG.conf" "$enabled_link"
+if [[ -e $distro_default || -L $distro_default ]]; then
+  log "disabling the default site $distro_default: $APP_SLUG answers unknown hosts itself"
+  rm -f "$distro_default"
+fi
 acme_root=$(sed -n 's/^ *root \(.*\);$/\1/p' "$rendered/$APP_SLUG.conf" | head -n 1)
 [[ -z $acme_root ]] || mkdir -p "$acme_root"
 
 if ! output=$("${nginx_cmd[@]}" -t 2>&1); then
   restore
   printf '%s\n' "$output" >&2
+  if [[ $output == *"duplicate default server"* ]]; then
+    warn "another site claims default_server on these ports: drop it there ($APP_SLUG closes unknown hosts itself)"
+  fi
   die "nginx -t refused the new configuration: the previous one is back in place, Nginx was not reloaded"
 fi
 log "nginx -t: configuration is valid; reloading"
