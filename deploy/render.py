@@ -22,12 +22,6 @@ from pathlib import Path
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 PLACEHOLDER = re.compile(r"\{\{([A-Z][A-Z0-9_]*)\}\}")
-# The app's default Content-Security-Policy (config.py); Nginx sends the same one.
-DEFAULT_CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "font-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; "
-    "base-uri 'self'; form-action 'self'; object-src 'none'"
-)
 # Socket.IO's long-polling POSTs carry a few client messages, each at most the
 # app's STREAM_MAX_MESSAGE_BYTES (16 KiB by default), plus Engine.IO framing:
 # Nginx refuses bodies this much bigger than that limit before the app sees them.
@@ -103,6 +97,23 @@ def public_origin(settings: dict[str, str]) -> str:
     return f"https://{settings['APP_DOMAIN']}{https_port_suffix(settings)}"
 
 
+def content_security_policy(origins: list[str]) -> str:
+    """The app's default policy (pulseboard/config.py builds the same one).
+
+    Socket.IO's WebSocket may go to the site's own origins only: each is named
+    with its WebSocket scheme, since not every browser counts ws:/wss: as 'self'.
+    """
+    sockets = dict.fromkeys(
+        ("wss://" if origin.startswith("https://") else "ws://") + origin.split("://", 1)[1]
+        for origin in origins
+    )
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"font-src 'self'; connect-src 'self' {' '.join(sockets)}; frame-ancestors 'none'; "
+        "base-uri 'self'; form-action 'self'; object-src 'none'"
+    )
+
+
 def template_values(settings: dict[str, str], env: dict[str, str]) -> dict[str, str]:
     """Every placeholder's value, from deploy.conf settings and the app's .env."""
     slug = settings["APP_SLUG"]
@@ -112,6 +123,7 @@ def template_values(settings: dict[str, str], env: dict[str, str]) -> dict[str, 
     https_listen = settings.get("HTTPS_LISTEN", "443")
     ping = int(env.get("STREAM_PING_INTERVAL") or 25) + int(env.get("STREAM_PING_TIMEOUT") or 20)
     message_bytes = int(env.get("STREAM_MAX_MESSAGE_BYTES") or 16 * 1024)
+    origins = [o.strip() for o in env.get("PUBLIC_ORIGINS", "").split(",") if o.strip()]
     dependencies = []
     if settings.get("DB_ENGINE") == "mysql":
         dependencies.append("mysql.service")
@@ -152,7 +164,8 @@ def template_values(settings: dict[str, str], env: dict[str, str]) -> dict[str, 
         "NGINX_ERROR_LOG": settings.get("NGINX_ERROR_LOG") or f"/var/log/nginx/{slug}.error.log",
         "CLIENT_MAX_BODY_SIZE": str(int(env.get("MAX_CONTENT_LENGTH") or 1048576)),
         "SOCKET_MAX_BODY_SIZE": str(message_bytes + SOCKET_BODY_MARGIN),
-        "CONTENT_SECURITY_POLICY": env.get("CONTENT_SECURITY_POLICY") or DEFAULT_CSP,
+        "CONTENT_SECURITY_POLICY": env.get("CONTENT_SECURITY_POLICY")
+        or content_security_policy(origins or [public_origin(settings)]),
         "SOCKET_READ_TIMEOUT": f"{ping + SOCKET_TIMEOUT_MARGIN}s",
         "UPSTREAM_SERVERS": "\n".join(
             f"    server 127.0.0.1:{port} max_fails=3 fail_timeout=10s;"

@@ -244,11 +244,28 @@ def test_nginx_accepts_the_rendered_site(tmp_path):
     assert result.returncode == 0, result.stderr
 
 
-def test_nginx_sends_the_apps_own_content_security_policy():
-    render = load_render()
-    app_default = load_config({"APP_ENV": "test"})["CONTENT_SECURITY_POLICY"]
-    assert app_default == render.DEFAULT_CSP
+@pytest.mark.parametrize(
+    "origins",
+    ["https://board.example.com", "https://board.example.com:8443,http://127.0.0.1:8000"],
+)
+def test_nginx_sends_the_apps_own_content_security_policy(origins):
+    env = {"APP_ENV": "production", "SECRET_KEY": "k" * 48, "BROKER_URL": "memory://",
+           "DATABASE_URL": "sqlite:///app.db", "PUBLIC_ORIGINS": origins}  # fmt: skip
+    app_default = load_config(env)["CONTENT_SECURITY_POLICY"]
+    rendered = load_render().template_values(deploy_settings(), env)["CONTENT_SECURITY_POLICY"]
+    assert rendered == app_default
     assert "'unsafe-inline'" not in app_default
+
+
+def test_the_content_security_policy_lets_sockets_reach_the_site_only():
+    """No bare ws:/wss: source: a page could otherwise send anything to any host."""
+    render = load_render()
+    settings = deploy_settings(APP_DOMAIN="board.example.com")
+    policy = render.template_values(settings, {})["CONTENT_SECURITY_POLICY"]
+    connect = re.search(r"connect-src ([^;]*)", policy).group(1).split()
+    assert connect == ["'self'", "wss://board.example.com"]
+    on_8443 = render.template_values({**settings, "HTTPS_LISTEN": "8443"}, {})
+    assert "connect-src 'self' wss://board.example.com:8443;" in on_8443["CONTENT_SECURITY_POLICY"]
 
 
 def test_the_socketio_body_cap_follows_the_apps_message_limit():

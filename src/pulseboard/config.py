@@ -265,12 +265,25 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "BRAND_PRIMARY_COLOR": color.lower(),
         "BRAND_LOGO_TEXT": read.str("BRAND_LOGO_TEXT", read.str("APP_NAME", "Pulseboard")),
         "CONTENT_SECURITY_POLICY": read.str(
-            "CONTENT_SECURITY_POLICY",
-            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-            "font-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; "
-            "base-uri 'self'; form-action 'self'; object-src 'none'",
+            "CONTENT_SECURITY_POLICY", _content_security_policy(origins)
         ),
     }
+
+
+def _content_security_policy(origins: tuple[str, ...]) -> str:
+    """No inline script, nothing from elsewhere; deploy/render.py gives Nginx the same.
+
+    Socket.IO's WebSocket may go to the site's own origins only: each is named
+    with its WebSocket scheme, since not every browser counts ws:/wss: as 'self'."""
+    sockets = dict.fromkeys(
+        ("wss://" if origin.startswith("https://") else "ws://") + origin.split("://", 1)[1]
+        for origin in origins
+    )
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"font-src 'self'; connect-src 'self' {' '.join(sockets)}; frame-ancestors 'none'; "
+        "base-uri 'self'; form-action 'self'; object-src 'none'"
+    )
 
 
 def _database_url(read: _Reader, app_env: str) -> str:

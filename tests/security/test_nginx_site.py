@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 import socket
 import ssl
@@ -15,7 +16,10 @@ import time
 
 import pytest
 import requests
+from playwright.sync_api import expect
 
+from ..browser import PageProblems
+from ..conftest import PASSWORD
 from ..deploy_site import production_site
 
 
@@ -141,3 +145,36 @@ def test_the_access_log_keeps_no_link_token_oauth_code_or_polling_sid(site):
         '"POST /socket.io/?EIO=4&transport=polling&sid=[redacted] HTTP/1.1" ',
     ):
         assert line in log, f"{line!r} not in:\n{log}"
+
+
+def connect_sources(policy: str) -> list[str]:
+    directive = re.search(r"(?:^|;)\s*connect-src ([^;]*)", policy)
+    assert directive, policy
+    return directive.group(1).split()
+
+
+def test_pages_may_open_websockets_to_their_own_origin_only(site):
+    through_nginx = requests.get(f"{site['url']}/auth/login", timeout=10)
+    from_the_app = requests.get(f"http://127.0.0.1:{site['web_ports'][0]}/auth/login", timeout=10)
+    own = f"wss://localhost:{site['https_port']}"
+    for response in (through_nginx, from_the_app):
+        policy = response.headers["Content-Security-Policy"]
+        assert connect_sources(policy) == ["'self'", own], policy
+
+
+@pytest.mark.browser
+def test_the_live_page_still_streams_over_websocket_through_the_site(site, browser):
+    """Under the narrowed policy Nginx sends, the page opens its WebSocket, with no violation."""
+    context = browser.new_context(ignore_https_errors=True)  # the test certificate
+    page = context.new_page()
+    page.set_default_timeout(10_000)
+    problems = PageProblems(page)
+    page.goto(f"{site['url']}/auth/login")
+    page.fill("input[name=email]", "bob@example.com")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form[action^='/auth/login'] button[type=submit]")
+    page.wait_for_load_state()
+    page.goto(f"{site['url']}/live")
+    expect(page.locator("#transport")).to_have_text("Transport: websocket")
+    context.close()
+    assert problems.messages == []
