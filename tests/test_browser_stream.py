@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from .browser import PageProblems
 from .conftest import PASSWORD
 from .pipeline import EventLog, wait_for
-from .streaming import embedded_site, ingest
+from .streaming import embedded_site, ingest, send_admin_notice, signed_in_session
 
 pytestmark = pytest.mark.browser
 
@@ -134,7 +134,8 @@ def test_forced_long_polling_still_delivers_events(page, site):
 def test_a_notice_shows_as_a_toast_and_in_the_dashboard_list(page, site):
     open_stream_page(page, site["url"], "/dashboard", "notices")
     notice = {"level": "warning", "title": "<b>Maintenance</b>", "body": "Back at 10:00"}
-    ingest(site["url"], site["token"], [event("notices", "notice", None, **notice)])
+    admin = signed_in_session(site["url"], "ada@example.com")
+    send_admin_notice(admin, site["url"], **notice, target="all")
     toast = page.locator("#notice-toasts .toast")
     expect(toast).to_be_visible()
     # Events are untrusted: markup in them shows as text.

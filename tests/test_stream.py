@@ -15,7 +15,7 @@ import pytest
 import socketio
 
 from .pipeline import EventLog, wait_for
-from .streaming import StreamClient, embedded_site, ingest, signed_in_session
+from .streaming import StreamClient, embedded_site, ingest, send_admin_notice, signed_in_session
 
 TRANSPORTS = ["websocket", "polling"]
 
@@ -259,13 +259,9 @@ def test_notices_reach_the_targeted_users_as_notice_events(site, clients):
     bob.call("subscribe", {"topics": ["notices", "user.2"]})
     ada.call("subscribe", {"topics": ["notices", "user.1"]})
     notice = {"level": "warning", "title": "Maintenance", "body": "At noon"}
-    ingest(
-        site["url"],
-        site["token"],
-        [
-            {"topic": "notices", "type": "notice", "payload": notice},
-            {"topic": "user.2", "type": "notice", "payload": {**notice, "title": "For Bob"}},
-        ],
+    send_admin_notice(ada.browser, site["url"], **notice, target="all")
+    send_admin_notice(
+        ada.browser, site["url"], **notice | {"title": "For Bob"}, target="user", to="2"
     )
     wait_for(lambda: len(bob.notices) == 2, 10, message="bob's notices")
     wait_for(lambda: len(ada.notices) == 1, 10, message="ada's notice")
