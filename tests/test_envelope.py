@@ -73,6 +73,17 @@ def test_new_envelope_fills_in_id_and_time():
         (encoded(key=7), "key must be a string"),
         (encoded(key=""), "key must be a string"),
         (encoded(payload={"blob": "x" * 70_000}), "the limit is 65536"),
+        (encoded(topic="market.ticks\n"), "topic"),
+        (encoded(type="tick\n"), "type must be"),
+        (encoded(id="evt-1\n"), "id must be"),
+        (b'{"payload": {"p": 1e400}}', "beyond the range of a double"),
+        (encoded(payload={"a": [0, "\ud800"]}), "payload.a[1]: contains a lone UTF-16 surrogate"),
+        (encoded(payload={"a": {"\udfff": 1}}), "payload.a['\\udfff']: key contains a lone"),
+        (encoded(key="\ud800"), "key: contains a lone UTF-16 surrogate"),
+        (encoded(payload=json.loads('{"a":' * 33 + "{}" + "}" * 33)), "nests deeper than 32"),
+        (encoded(timestamp="1969-12-31T23:59:59.999Z"), "outside the accepted range"),
+        (encoded(timestamp="0001-01-01T00:00:00+01:00"), "outside the accepted range"),
+        (encoded(timestamp="9999-12-31T23:59:59-14:00"), "outside the accepted range"),
     ],
 )
 def test_malformed_envelopes_are_refused_with_the_reason(raw, reason):
@@ -91,3 +102,62 @@ def test_non_ascii_text_is_kept_intact():
     envelope = parse(encoded(payload={"note": "Zürich 東京 🚀"}))
     assert envelope.payload["note"] == "Zürich 東京 🚀"
     assert "東京".encode() in envelope.to_json()
+
+
+def deep(levels: int) -> dict:
+    """A payload ``levels`` objects deep, built without recursion."""
+    payload: dict = {}
+    for _ in range(levels - 1):
+        payload = {"a": payload}
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        ({"p": float("nan")}, "payload.p: nan is not a JSON number"),
+        ({"p": [1, float("-inf")]}, "payload.p[1]: -inf is not a JSON number"),
+        ({1: "x"}, "payload[1]: object keys must be strings"),
+        ({"when": datetime(2026, 1, 1)}, "payload.when: a datetime is not a JSON value"),
+        ({"n": 10**5000}, "payload cannot be written as JSON"),
+        (deep(100_000), f"payload{'.a' * 32}: nests deeper than 32 levels"),
+    ],
+)
+def test_python_callers_get_the_same_checks_as_json_input(payload, reason):
+    with pytest.raises(InvalidEnvelope) as error:
+        parse({**VALID, "payload": payload})
+    assert reason in str(error.value)
+
+
+def test_a_payload_that_contains_itself_is_refused_not_looped_over():
+    payload: dict = {"list": []}
+    payload["list"].append(payload)
+    with pytest.raises(InvalidEnvelope, match="nests deeper than 32 levels"):
+        parse({**VALID, "payload": payload})
+
+
+def test_the_depth_limit_is_configurable():
+    assert parse(encoded(payload=deep(32)))
+    assert parse(encoded(payload=deep(3)), max_depth=3)
+    with pytest.raises(InvalidEnvelope, match=r"payload\.a\.a: nests deeper than 2 levels"):
+        parse(encoded(payload=deep(3)), max_depth=2)
+
+
+def test_timestamps_at_both_ends_of_the_accepted_range_are_kept():
+    for moment in ("1970-01-01T00:00:00Z", "9999-12-31T23:59:59.999+00:00"):
+        envelope = parse(encoded(timestamp=moment))
+        assert parse(envelope.to_json()) == envelope
+
+
+def test_a_mapping_is_measured_as_it_will_travel_on_the_bus():
+    # "…07Z" travels as "…07.000Z": four bytes more than the mapping as given.
+    data = {**VALID, "timestamp": "2026-11-26T14:03:07Z", "payload": {"blob": ""}}
+    data["payload"]["blob"] = "x" * (2048 - len(json.dumps(data, separators=(",", ":"))) - 2)
+    with pytest.raises(InvalidEnvelope, match="message is 2050 bytes; the limit is 2048"):
+        parse(data, max_bytes=2048)
+
+
+def test_a_reason_never_carries_a_lone_surrogate_to_logs_or_headers():
+    with pytest.raises(InvalidEnvelope) as error:
+        parse({**VALID, "extra\ud800": 1})
+    assert str(error.value).encode("utf-8") == b"unknown field(s): extra\\ud800"

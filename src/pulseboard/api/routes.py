@@ -3,22 +3,32 @@
 Authenticated by ``Authorization: Bearer <token>``; the token's topic patterns
 decide what it may publish.  A request is all-or-nothing: every envelope is
 checked first, and only then are they published (with broker confirms), so a
-400 or 403 means nothing was sent.  202 carries the ids in order.
+400 or 403 means nothing was sent.  202 carries the ids in order, and every
+event it names passes the consumer's own checks, so it will be stored.
 """
 
 from __future__ import annotations
 
-import json
+import uuid
+from datetime import UTC, datetime
 
 from flask import current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..database import utcnow
-from ..events.envelope import InvalidEnvelope, new_envelope, parse
+from ..events.envelope import InvalidEnvelope, format_timestamp, loads, parse
 from ..events.producer import PublishError, shared_producer
 from ..extensions import db, limiter
 from . import bp
 from .tokens import allows_topic, find_active_token
+
+# Admin notices only: delivery shows every event of type "notice" as a toast and
+# lists it on /notices, and "notices" is the topic every page listens to for
+# broadcasts.  Admins send them from the admin page, the /admin namespace or the
+# CLI; a producer token never may, whatever its patterns.  The type is compared
+# without case, as MySQL's collation compares it when listing notices.
+RESERVED_TYPES = frozenset({"notice"})
+RESERVED_TOPICS = frozenset({"notices"})
 
 
 def json_error(status: int, message: str, **extra):
@@ -60,40 +70,37 @@ def _unauthorized(message: str):
 @bp.post("/events")
 @limiter.limit(lambda: current_app.config["API_RATE_LIMIT"], key_func=token_key)
 def ingest():
+    config = current_app.config
     try:
         body = request.get_data(cache=False)
     except RequestEntityTooLarge:
-        return json_error(
-            413, f"request body over {current_app.config['MAX_CONTENT_LENGTH']} bytes"
-        )
+        return json_error(413, f"request body over {config['MAX_CONTENT_LENGTH']} bytes")
     if request.mimetype != "application/json":
         return json_error(415, "send Content-Type: application/json")
     try:
-        data = json.loads(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        return json_error(400, "body is not UTF-8")
-    except ValueError as error:
-        return json_error(400, f"body is not JSON: {error}")
+        data = loads(body, "body", config["EVENT_MAX_DEPTH"])
+    except InvalidEnvelope as error:
+        return json_error(400, str(error))
     items = data if isinstance(data, list) else [data]
-    limit = current_app.config["API_MAX_BATCH"]
+    limit = config["API_MAX_BATCH"]
     if not items:
         return json_error(400, "no events given")
     if len(items) > limit:
         return json_error(413, f"{len(items)} events in one request; the limit is {limit}")
 
     envelopes = []
-    max_bytes = current_app.config["EVENT_MAX_BYTES"]
     for index, item in enumerate(items):
         try:
-            envelopes.append(_envelope_from(item, max_bytes))
+            envelopes.append(
+                _envelope_from(item, config["EVENT_MAX_BYTES"], config["EVENT_MAX_DEPTH"])
+            )
         except InvalidEnvelope as error:
             return json_error(400, f"event {index}: {error}", index=index)
     token = g.api_token
     for index, envelope in enumerate(envelopes):
-        if not allows_topic(token, envelope.topic):
-            return json_error(
-                403, f"event {index}: this token may not publish to {envelope.topic!r}", index=index
-            )
+        refusal = _refusal(token, envelope)
+        if refusal is not None:
+            return json_error(403, f"event {index}: {refusal}", index=index)
     try:
         ids = shared_producer(current_app._get_current_object()).publish_envelopes(envelopes)
     except PublishError as error:
@@ -104,16 +111,21 @@ def ingest():
     return jsonify(accepted=ids), 202
 
 
-def _envelope_from(item, max_bytes: int):
+def _refusal(token, envelope) -> str | None:
+    """Why ``token`` may not publish ``envelope``, or None when it may."""
+    if envelope.type.casefold() in RESERVED_TYPES:
+        return f"type {envelope.type!r} is reserved for admin notices"
+    if envelope.topic in RESERVED_TOPICS:
+        return f"topic {envelope.topic!r} is reserved for admin notices"
+    if not allows_topic(token, envelope.topic):
+        return f"this token may not publish to {envelope.topic!r}"
+    return None
+
+
+def _envelope_from(item, max_bytes: int, max_depth: int):
     """A full envelope as sent, or one completed with a fresh id and timestamp."""
     if not isinstance(item, dict):
         raise InvalidEnvelope("each event must be a JSON object")
-    if "id" in item or "timestamp" in item:
-        return parse(item, max_bytes=max_bytes)
-    unknown = sorted(set(item) - {"topic", "type", "payload", "key"})
-    if unknown:
-        raise InvalidEnvelope(f"unknown field(s): {', '.join(unknown)}")
-    envelope = new_envelope(
-        item.get("topic"), item.get("type"), item.get("payload"), key=item.get("key")
-    )
-    return parse(envelope.as_dict(), max_bytes=max_bytes)
+    if "id" not in item and "timestamp" not in item:
+        item = {**item, "id": uuid.uuid4().hex, "timestamp": format_timestamp(datetime.now(UTC))}
+    return parse(item, max_bytes=max_bytes, max_depth=max_depth)

@@ -28,7 +28,7 @@ from .. import metrics
 from ..extensions import db
 from . import store
 from .emitter import Emitter
-from .envelope import DEFAULT_MAX_BYTES, InvalidEnvelope, parse
+from .envelope import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, InvalidEnvelope, parse
 from .socketio_queue import EmitFailed
 from .topology import REASON_HEADER, Topology
 
@@ -67,6 +67,7 @@ class EventConsumer:
         batch_size: int = 500,
         batch_wait: float = 0.05,
         max_bytes: int = DEFAULT_MAX_BYTES,
+        max_depth: int = DEFAULT_MAX_DEPTH,
         prune_interval: float = 300.0,
     ):
         config = app.config
@@ -78,6 +79,7 @@ class EventConsumer:
         self.batch_size = min(batch_size, prefetch)
         self.batch_wait = batch_wait
         self.max_bytes = max_bytes
+        self.max_depth = max_depth
         self.prune_interval = prune_interval
         self.retention = (config["EVENT_RETENTION"], config["EVENT_RETENTION_COUNT"])
         self.connection_errors = (OSError, *Connection(self.broker_url).connection_errors)
@@ -96,6 +98,7 @@ class EventConsumer:
             batch_size=config["CONSUMER_BATCH_SIZE"],
             batch_wait=config["CONSUMER_BATCH_WAIT_MS"] / 1000,
             max_bytes=config["EVENT_MAX_BYTES"],
+            max_depth=config["EVENT_MAX_DEPTH"],
         )
 
     def stop(self) -> None:
@@ -197,7 +200,7 @@ class EventConsumer:
         valid = []
         for message in messages:
             try:
-                valid.append(parse(message.body, max_bytes=self.max_bytes))
+                valid.append(parse(message.body, self.max_bytes, self.max_depth))
             except InvalidEnvelope as error:
                 self._dead_letter(dead_letters, message, str(error))
         if valid:

@@ -36,7 +36,7 @@ REASON_LABELS = (
     ("missing field", "missing_field"),
 )
 _TOO_LARGE = re.compile(r"^message is \d+ bytes")
-_METHOD = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+_METHOD = re.compile(r"^[a-z][a-z0-9_-]{0,31}\Z")
 
 
 class _Storage:

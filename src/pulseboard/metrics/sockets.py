@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "/stream"
 RECHECK_SECONDS = 10
-_USER_TOPIC = re.compile(r"^user\.\d+$")
+_USER_TOPIC = re.compile(r"^user\.\d+\Z")
 
 
 @dataclass
