@@ -2,26 +2,55 @@
 
 from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, HiddenField, PasswordField, StringField
-from wtforms.validators import Email, EqualTo, InputRequired, Length
+from wtforms.validators import Email, EqualTo, InputRequired, Length, ValidationError
 
+from .password_policy import account_words, password_problem
 from .passwords import MAX_LENGTH, MIN_LENGTH
+
+
+def normalize_email(email: str) -> str:
+    """The one spelling of an address stored, looked up and shown back."""
+    return email.strip().lower()
 
 
 def email_field(label="Email"):
     return EmailField(label, validators=[InputRequired(), Email(), Length(max=254)])
 
 
+def hard_to_guess(form, field) -> None:
+    if field.errors:  # too short or too long already says what to fix
+        return
+    problem = password_problem(field.data, form.account_words())
+    if problem:
+        raise ValidationError(problem)
+
+
 def new_password_fields(label="Password"):
+    """For a form with an ``account_words()`` method (see NewPasswordForm)."""
     password = PasswordField(
         label,
-        validators=[InputRequired(), Length(min=MIN_LENGTH, max=MAX_LENGTH)],
-        description=f"At least {MIN_LENGTH} characters.",
+        validators=[InputRequired(), Length(min=MIN_LENGTH, max=MAX_LENGTH), hard_to_guess],
+        description=f"At least {MIN_LENGTH} characters, and not easy to guess.",
     )
     confirm = PasswordField(
         "Repeat password",
         validators=[InputRequired(), EqualTo("password", message="The passwords differ.")],
     )
     return password, confirm
+
+
+class NewPasswordForm(FlaskForm):
+    """A form that sets the password of ``account`` (a User), checked against what is
+    known about that person."""
+
+    def __init__(self, *args, account=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.account = account
+
+    def account_words(self) -> list[str]:
+        if self.account is None:
+            return []
+        return account_words(self.account.email, self.account.display_name)
 
 
 class LoginForm(FlaskForm):
@@ -36,6 +65,9 @@ class RegisterForm(FlaskForm):
     password, confirm = new_password_fields()
     accept = BooleanField("I accept the terms of use", validators=[InputRequired()])
 
+    def account_words(self) -> list[str]:
+        return account_words(self.email.data, self.display_name.data)
+
 
 class EmailOnlyForm(FlaskForm):
     """Forgot password, resend verification: only an address."""
@@ -43,7 +75,7 @@ class EmailOnlyForm(FlaskForm):
     email = email_field()
 
 
-class ResetPasswordForm(FlaskForm):
+class ResetPasswordForm(NewPasswordForm):
     password, confirm = new_password_fields()
 
 

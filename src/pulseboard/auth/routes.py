@@ -164,7 +164,7 @@ def reset_password(token: str):
     except LinkError as error:
         flash(str(error), "danger")
         return redirect(url_for("auth.forgot_password"))
-    form = ResetPasswordForm()
+    form = ResetPasswordForm(account=user)
     if form.validate_on_submit():
         user.password_hash = hash_password(form.password.data)
         # Proving control of the mailbox also proves the address.

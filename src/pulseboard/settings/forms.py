@@ -4,7 +4,7 @@ from flask_wtf import FlaskForm
 from wtforms import BooleanField, EmailField, RadioField, SelectChoice, StringField
 from wtforms.validators import Email, InputRequired, Length
 
-from ..auth.forms import new_password_fields
+from ..auth.forms import NewPasswordForm, new_password_fields
 from ..config import THEMES
 
 
@@ -26,7 +26,7 @@ class EmailForm(FlaskForm):
     email = EmailField("New email", validators=[InputRequired(), Email(), Length(max=254)])
 
 
-class PasswordForm(FlaskForm):
+class PasswordForm(NewPasswordForm):
     password, confirm = new_password_fields("New password")
 
 

@@ -73,7 +73,7 @@ def change_password():
     """Change the password, or set one on an account that only had providers."""
     if not current_app.config["AUTH_PASSWORD_ENABLED"]:
         return redirect(url_for("settings.index"))
-    form = PasswordForm()
+    form = PasswordForm(account=current_user)
     if not form.validate_on_submit():
         return render_settings(400, password_form=form)
     had_password = bool(current_user.password_hash)
