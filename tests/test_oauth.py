@@ -55,6 +55,8 @@ def make_site(make_app, provider):
     def start(**env):
         app = make_app(**{**provider_env(provider), **env})
         threads.append(ServerThread(app))
+        # Redirect URIs are built on PUBLIC_URL: this server's own, known once it listens.
+        app.config["PUBLIC_URL"] = threads[-1].url
         return SimpleNamespace(app=app, url=threads[-1].url)
 
     yield start

@@ -13,7 +13,9 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
+from limits import parse_many
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -162,6 +164,8 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
                 f"PUBLIC_ORIGINS must list origins like https://app.example.com, not {origin!r}"
             )
 
+    public_url = _public_url(read, origins)
+
     secure_cookies = read.bool("SESSION_COOKIE_SECURE", production)
     idle_minutes = read.int("SESSION_IDLE_MINUTES", 120, minimum=1)
     absolute_hours = read.int("SESSION_ABSOLUTE_HOURS", 24 * 7, minimum=1)
@@ -176,7 +180,9 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "APP_DOMAIN": domain,
         "PORT": port,
         "PUBLIC_ORIGINS": origins,
-        "TRUSTED_HOSTS": read.list("TRUSTED_HOSTS") or None,
+        # Links in mail and OAuth redirect URIs are built on this, never on the request's Host.
+        "PUBLIC_URL": public_url,
+        "TRUSTED_HOSTS": _trusted_hosts(read, public_url, origins, domain),
         "PROXY_FIX_HOPS": read.int("PROXY_FIX_HOPS", 1 if production else 0, maximum=5),
         "MAX_CONTENT_LENGTH": read.int("MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1024),
         # JSON lines (one object per line) for log collectors; text is easier to read by eye.
@@ -272,6 +278,46 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
 
 def _content_security_policy(origins: tuple[str, ...]) -> str:
     """No inline script, nothing from elsewhere; deploy/render.py gives Nginx the same.
+
+def _public_url(read: _Reader, origins: tuple[str, ...]) -> str:
+    url = (read.str("PUBLIC_URL") or origins[0]).rstrip("/")
+    if not _ORIGIN.match(url):
+        raise ConfigError(
+            f"PUBLIC_URL must be the site's origin like https://pulse.example.com "
+            f"(scheme and host, no path), not {url!r}"
+        )
+    return url
+
+
+# Deploy scripts and Prometheus reach each instance directly on loopback by address.
+_LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+
+
+def _trusted_hosts(
+    read: _Reader, public_url: str, origins: tuple[str, ...], domain: str
+) -> tuple[str, ...]:
+    """Host names the app answers to; any other Host (or X-Forwarded-Host) gets 400.
+
+    Unset, they are the site's own names, so nothing built from the request can
+    point at someone else's host."""
+    hosts = read.list("TRUSTED_HOSTS") or (
+        urlsplit(public_url).hostname,
+        *(urlsplit(origin).hostname for origin in origins),
+        domain,
+    )
+    return tuple(dict.fromkeys(host.lower() for host in (*hosts, *_LOOPBACK_HOSTS)))
+
+
+def _rate_limit(read: _Reader, name: str, default: str) -> str:
+    value = read.str(name, default)
+    try:
+        parse_many(value)
+    except ValueError:
+        raise ConfigError(
+            f"{name} must be a rate limit like '10 per 5 minutes' or '10/minute', not {value!r}"
+        ) from None
+    return value
+
 
     Socket.IO's WebSocket may go to the site's own origins only: each is named
     with its WebSocket scheme, since not every browser counts ws:/wss: as 'self'."""

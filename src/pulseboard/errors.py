@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify, make_response, render_template, request
+from flask import Flask, Response, jsonify, make_response, render_template, request
+from flask_limiter import RateLimitExceeded
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
+from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed, SecurityError
 
 MESSAGES = {
     400: ("Bad request", "The request could not be understood."),
@@ -37,6 +38,16 @@ def register(app: Flask) -> None:
     @app.errorhandler(CSRFError)
     def csrf_error(error: CSRFError):
         return render_error(400, "The form expired or was sent from elsewhere. Reload and retry.")
+
+    # A Host (or X-Forwarded-Host) outside TRUSTED_HOSTS fails before routing, so
+    # there is no URL adapter and the styled page, which builds links, cannot render.
+    @app.errorhandler(SecurityError)
+    def untrusted_host(error: SecurityError):
+        return Response(
+            "Bad request: this server does not answer to that host name.\n",
+            400,
+            mimetype="text/plain",
+        )
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException):

@@ -12,7 +12,9 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 
-from flask import current_app, render_template, url_for
+from flask import Flask, current_app, render_template
+
+from ..urls import external_url
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +62,6 @@ def send_address_taken_notice(owner, subject: str) -> None:
         subject,
         "already_registered",
         user=owner,
-        login_link=url_for("auth.login", _external=True),
-        forgot_link=url_for("auth.forgot_password", _external=True),
+        login_link=external_url("auth.login"),
+        forgot_link=external_url("auth.forgot_password"),
     )

@@ -26,6 +26,7 @@ from .. import metrics
 from ..extensions import csrf, db, limiter
 from ..models import OAuthIdentity
 from ..safe_redirect import local_target
+from ..urls import external_url
 from . import bp
 from . import oauth_accounts as accounts
 from .fresh import fresh_login_required
@@ -80,7 +81,7 @@ def oauth_start(provider: str):
 
 def _redirect_to_provider(provider: str, intent: str):
     client = oauth_registry().create_client(provider)
-    redirect_uri = url_for("auth.oauth_callback", provider=provider, _external=True)
+    redirect_uri = external_url("auth.oauth_callback", provider=provider)
     nonce = generate_token(20)
     try:
         found = client.create_authorization_url(

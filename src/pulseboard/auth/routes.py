@@ -20,6 +20,7 @@ from ..extensions import db, limiter
 from ..models import User
 from ..safe_redirect import local_target
 from . import bp
+from ..urls import external_url
 from .email import send_address_taken_notice, send_mail
 from .forms import (
     EmailOnlyForm,
@@ -50,7 +51,7 @@ def find_user_by_email(email: str) -> User | None:
 
 
 def send_verification(user: User) -> None:
-    link = url_for("auth.verify_email", token=make_link_token(user, VERIFY), _external=True)
+    link = external_url("auth.verify_email", token=make_link_token(user, VERIFY))
     send_mail(user.email, "Confirm your email", "verify", user=user, link=link)
 
 
@@ -147,9 +148,7 @@ def forgot_password():
     if form.validate_on_submit():
         user = find_user_by_email(form.email.data)
         if user is not None and not user.disabled:
-            link = url_for(
-                "auth.reset_password", token=make_link_token(user, RESET), _external=True
-            )
+            link = external_url("auth.reset_password", token=make_link_token(user, RESET))
             send_mail(user.email, "Reset your password", "reset", user=user, link=link)
         return render_template("auth/check_email.html", email=form.email.data, reset=True)
     return render_template("auth/forgot.html", form=form)

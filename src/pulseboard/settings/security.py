@@ -24,6 +24,7 @@ from ..stream.control import disconnect_sessions
 from ..models import ServerSession, User
 from . import bp
 from .forms import ConfirmForm, EmailForm, PasswordForm
+from ..urls import external_url
 from .routes import render_settings
 
 
@@ -41,7 +42,7 @@ def change_email():
     owner = email_taken(new_email)
     if owner is None:
         token = make_link_token(current_user, CHANGE_EMAIL, email=new_email)
-        link = url_for("settings.confirm_email", token=token, _external=True)
+        link = external_url("settings.confirm_email", token=token)
         send_mail(new_email, "Confirm your new email", "verify", user=current_user, link=link)
     elif owner.id != current_user.id:
         send_address_taken_notice(owner, "Someone tried to use your address")
