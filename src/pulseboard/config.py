@@ -276,9 +276,6 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
     }
 
 
-def _content_security_policy(origins: tuple[str, ...]) -> str:
-    """No inline script, nothing from elsewhere; deploy/render.py gives Nginx the same.
-
 def _public_url(read: _Reader, origins: tuple[str, ...]) -> str:
     url = (read.str("PUBLIC_URL") or origins[0]).rstrip("/")
     if not _ORIGIN.match(url):
@@ -318,6 +315,9 @@ def _rate_limit(read: _Reader, name: str, default: str) -> str:
         ) from None
     return value
 
+
+def _content_security_policy(origins: tuple[str, ...]) -> str:
+    """No inline script, nothing from elsewhere; deploy/render.py gives Nginx the same.
 
     Socket.IO's WebSocket may go to the site's own origins only: each is named
     with its WebSocket scheme, since not every browser counts ws:/wss: as 'self'."""

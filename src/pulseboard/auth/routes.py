@@ -19,8 +19,8 @@ from ..database import utcnow
 from ..extensions import db, limiter
 from ..models import User
 from ..safe_redirect import local_target
-from . import bp
 from ..urls import external_url
+from . import bp
 from .email import send_address_taken_notice, send_mail
 from .forms import (
     EmailOnlyForm,
