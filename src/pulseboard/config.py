@@ -261,6 +261,9 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "AUTH_LINK_HOURS": read.int("AUTH_LINK_HOURS", 24, minimum=1),
         "AUTH_RESET_MINUTES": read.int("AUTH_RESET_MINUTES", 30, minimum=1),
         "AUTH_RATE_LIMIT": read.str("AUTH_RATE_LIMIT", "10/minute;60/hour"),
+        # Failed sign-ins per account, from any address. A short window: whoever
+        # hammers an account can only keep its owner out for that long.
+        "AUTH_ACCOUNT_RATE_LIMIT": _rate_limit(read, "AUTH_ACCOUNT_RATE_LIMIT", "10 per 5 minutes"),
         **load_oauth_config(read),
         **_mail_config(read, app_env),
         # Interface

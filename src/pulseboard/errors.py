@@ -54,6 +54,8 @@ def register(app: Flask) -> None:
         if error.code is None or error.code < 400:
             return error
         detail = error.description if error.code in (400, 413, 429) and wants_json() else None
+        if isinstance(error, RateLimitExceeded) and error.limit.error_message:
+            detail = error.description  # a limit that says why, for people too
         response = make_response(render_error(error.code, detail))
         if isinstance(error, MethodNotAllowed) and error.valid_methods:
             response.headers["Allow"] = ", ".join(error.valid_methods)

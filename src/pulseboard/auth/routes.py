@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import abort, current_app, flash, redirect, render_template, request, url_for
+from flask import abort, current_app, flash, g, redirect, render_template, request, url_for
 from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
@@ -29,6 +29,7 @@ from .forms import (
     ReauthenticateForm,
     RegisterForm,
     ResetPasswordForm,
+    normalize_email,
 )
 from .links import RESET, VERIFY, LinkError, make_link_token, user_for_link
 from .passwords import hash_password, needs_rehash, verify_password
@@ -39,6 +40,22 @@ log = logging.getLogger(__name__)
 
 def auth_rate_limit():
     return limiter.limit(lambda: current_app.config["AUTH_RATE_LIMIT"], methods=["POST"])
+
+
+def account_sign_in_limit():
+    """Failed sign-ins per account (the posted email), from whichever addresses they come.
+
+    Only failures count, so the owner who types the password right is never slowed."""
+    return limiter.limit(
+        lambda: current_app.config["AUTH_ACCOUNT_RATE_LIMIT"],
+        key_func=lambda: f"account:{normalize_email(request.form.get('email', ''))}",
+        methods=["POST"],
+        deduct_when=lambda response: g.get("sign_in_failed", False),
+        error_message=(
+            "Too many failed sign-ins for this account. Wait a few minutes and try again, "
+            "or reset the password."
+        ),
+    )
 
 
 def require_password_auth() -> None:
@@ -61,6 +78,7 @@ def verification_pending(user: User) -> bool:
 
 @bp.route("/login", methods=["GET", "POST"])
 @auth_rate_limit()
+@account_sign_in_limit()
 def login():
     if current_user.is_authenticated:
         return redirect(url_for("main.index"))
@@ -71,6 +89,7 @@ def login():
         if user is None or not password_ok or user.disabled:
             # One message for every failure: it must not tell whether the email exists.
             log.info("password sign-in refused")
+            g.sign_in_failed = True
             metrics.login("password", succeeded=False)
             flash("Wrong email or password.", "danger")
         elif verification_pending(user):
