@@ -3,6 +3,11 @@
 Sent over SMTP (``MAIL_*`` settings).  Without ``MAIL_SERVER`` (development)
 the message is written to the log instead, links included, so nothing is
 silently dropped; in production a missing MAIL_SERVER is logged as an error.
+
+The message is rendered during the request and delivered from a background
+task (a greenlet under gunicorn's gevent worker): a page that sends mail only
+for known addresses must answer as fast as one that sends none, or its timing
+tells which addresses have accounts.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import logging
 import smtplib
 import ssl
+import threading
 from email.message import EmailMessage
 
 from flask import Flask, current_app, render_template
@@ -33,11 +39,22 @@ def send_mail(to: str, subject: str, template: str, **context) -> None:
         else:
             log.info("MAIL_SERVER is not set; mail to %s follows:\n%s", to, message)
         return
-    try:
-        _deliver(message, config)
-    except (OSError, smtplib.SMTPException) as error:
-        # The visitor sees the same page either way; the operator sees this.
-        log.error("could not send %r to %s: %s", subject, to, error)
+    app = current_app._get_current_object()
+    threading.Thread(
+        target=_deliver_in_background, args=(app, message), name="mail", daemon=True
+    ).start()
+
+
+def _deliver_in_background(app: Flask, message: EmailMessage) -> None:
+    subject, to = message["Subject"], message["To"]
+    with app.app_context():
+        try:
+            _deliver(message, app.config)
+        except (OSError, smtplib.SMTPException) as error:
+            # The visitor has had the same page either way; the operator sees this.
+            log.error("could not send %r to %s: %s", subject, to, error)
+        except Exception:
+            log.exception("could not send %r to %s", subject, to)
 
 
 def _deliver(message: EmailMessage, config) -> None:

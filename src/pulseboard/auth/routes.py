@@ -2,8 +2,9 @@
 
 No answer here tells a visitor whether an address has an account: unknown
 addresses get the same message (and the same password-hashing delay) as known
-ones, and a sign-up with a taken address looks like any other sign-up while
-the owner gets a note by mail.
+ones, a sign-up with a taken address looks like any other sign-up while
+the owner gets a note by mail, and mail leaves in the background so the answer
+takes no longer for a known address.
 """
 
 from __future__ import annotations
@@ -64,7 +65,7 @@ def require_password_auth() -> None:
 
 
 def find_user_by_email(email: str) -> User | None:
-    return db.session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+    return db.session.scalar(select(User).where(func.lower(User.email) == normalize_email(email)))
 
 
 def send_verification(user: User) -> None:
@@ -117,9 +118,9 @@ def register():
     if existing is not None:
         hash_password(form.password.data)  # the same work as a real sign-up
         send_address_taken_notice(existing, "Someone tried to sign up with your address")
-        return render_template("auth/check_email.html", email=form.email.data)
+        return render_template("auth/check_email.html", email=normalize_email(form.email.data))
     user = User(
-        email=form.email.data.strip().lower(),
+        email=normalize_email(form.email.data),
         display_name=form.display_name.data.strip(),
         password_hash=hash_password(form.password.data),
     )
@@ -155,7 +156,7 @@ def resend_verification():
         user = find_user_by_email(form.email.data)
         if user is not None and not user.disabled and user.email_verified_at is None:
             send_verification(user)
-        return render_template("auth/check_email.html", email=form.email.data)
+        return render_template("auth/check_email.html", email=normalize_email(form.email.data))
     return render_template("auth/resend.html", form=form)
 
 
@@ -169,7 +170,8 @@ def forgot_password():
         if user is not None and not user.disabled:
             link = external_url("auth.reset_password", token=make_link_token(user, RESET))
             send_mail(user.email, "Reset your password", "reset", user=user, link=link)
-        return render_template("auth/check_email.html", email=form.email.data, reset=True)
+        email = normalize_email(form.email.data)
+        return render_template("auth/check_email.html", email=email, reset=True)
     return render_template("auth/forgot.html", form=form)
 
 

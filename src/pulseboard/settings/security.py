@@ -3,7 +3,8 @@
 Changing the email or the password needs a fresh sign-in.  A new email takes
 effect only when the link sent to it is opened, so nobody can move an account
 to an address they do not control, and the page never says whether the new
-address already has an account.
+address already has an account (mail leaves in the background, so not by its
+timing either).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from flask_login import current_user, login_required
 from sqlalchemy import func, select
 
 from ..auth.email import send_address_taken_notice, send_mail
+from ..auth.forms import normalize_email
 from ..auth.fresh import fresh_login_required
 from ..auth.links import CHANGE_EMAIL, LinkError, make_link_token, read_link
 from ..auth.methods import can_remove
@@ -22,14 +24,14 @@ from ..database import utcnow
 from ..extensions import db
 from ..stream.control import disconnect_sessions
 from ..models import ServerSession, User
+from ..urls import external_url
 from . import bp
 from .forms import ConfirmForm, EmailForm, PasswordForm
-from ..urls import external_url
 from .routes import render_settings
 
 
 def email_taken(email: str) -> User | None:
-    return db.session.scalar(select(User).where(func.lower(User.email) == email.lower()))
+    return db.session.scalar(select(User).where(func.lower(User.email) == normalize_email(email)))
 
 
 @bp.post("/email")
@@ -38,7 +40,7 @@ def change_email():
     form = EmailForm()
     if not form.validate_on_submit():
         return render_settings(400, email_form=form)
-    new_email = form.email.data.strip().lower()
+    new_email = normalize_email(form.email.data)
     owner = email_taken(new_email)
     if owner is None:
         token = make_link_token(current_user, CHANGE_EMAIL, email=new_email)
