@@ -22,8 +22,8 @@ from ..auth.passwords import hash_password
 from ..auth.session_control import end_sessions, mark_fresh
 from ..database import utcnow
 from ..extensions import db
-from ..stream.control import disconnect_sessions
 from ..models import ServerSession, User
+from ..stream.control import disconnect_sessions
 from ..urls import external_url
 from . import bp
 from .forms import ConfirmForm, EmailForm, PasswordForm
