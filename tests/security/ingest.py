@@ -6,6 +6,7 @@ import contextlib
 import json
 import threading
 
+from pulseboard import metrics
 from pulseboard.api.tokens import issue_token
 from pulseboard.events.consumer import EventConsumer
 from pulseboard.events.emitter import Emitter
@@ -41,6 +42,8 @@ class RunningConsumer:
     """The product's consumer on its own thread; remembers what it emitted."""
 
     def __init__(self, app):
+        # Made on first use, which is not thread-safe: make them before a second thread runs.
+        metrics.get()
         self.emitted: list[dict] = []
         self.consumer = EventConsumer.from_app(app, Emitter(self._record))
         self.thread = threading.Thread(target=self.consumer.run, daemon=True)
@@ -48,8 +51,9 @@ class RunningConsumer:
     def _record(self, event, batch, namespace, to):
         self.emitted.extend(batch)
 
-    def emitted_keys(self) -> set[tuple[str, str]]:
-        return {(event["topic"], event["id"]) for event in self.emitted}
+    def emitted_keys(self, since: int = 0) -> set[tuple[str, str]]:
+        """(topic, id) of what was emitted after the first ``since`` events."""
+        return {(event["topic"], event["id"]) for event in self.emitted[since:]}
 
     @property
     def dead_lettered(self) -> int:
