@@ -12,14 +12,20 @@ socket's own queue.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import engineio
 import pytest
 import socketio
+from sqlalchemy import create_engine, insert, select
 
 from pulseboard.events.emitter import NAMESPACE
+from pulseboard.models import Event
 from pulseboard.stream.delivery import LocalStreamManager
 from pulseboard.stream.state import SocketState, TopicFilter, registry
+
+from ..pipeline import wait_for
+from ..streaming import StreamClient, embedded_site, ingest, signed_in_session
 
 ROOM = "topic:market.ticks"
 
@@ -93,3 +99,42 @@ def test_a_socket_that_fails_loses_only_its_own_round(room):
     healthy = join()
     manager.deliver_round(ROOM, [event(1), event(2)])
     assert delivered(healthy) == [1, 2]
+
+
+def stored_seq(engine, event_id: str) -> int:
+    """The seq of an accepted event, once the consumer has stored it."""
+
+    def seq():
+        with engine.connect() as connection:
+            return connection.scalar(select(Event.seq).where(Event.event_id == event_id))
+
+    wait_for(seq, 10, message=f"event {event_id} stored")
+    return seq()
+
+
+def test_a_replay_over_an_unreadable_stored_event_still_answers_with_the_rest(tmp_path, clients):
+    with embedded_site(tmp_path) as site:
+        url, token = site["url"], site["token"]
+        tick = {"topic": "market.ticks", "type": "tick", "payload": {}}
+        engine = create_engine(site["db"])
+        since = stored_seq(engine, ingest(url, token, [tick])[0])
+        # Written straight into the log, as one stored before the depth limit could be.
+        with engine.begin() as connection:
+            connection.execute(
+                insert(Event).values(
+                    event_id="too-deep",
+                    topic="market.ticks",
+                    type="tick",
+                    timestamp=datetime.now(UTC),
+                    payload='{"a":' + "[" * 5000 + "]" * 5000 + "}",
+                    stored_at=datetime.now(UTC),
+                )
+            )
+        [after] = ingest(url, token, [tick])
+        stored_seq(engine, after)
+        engine.dispose()
+        bob = StreamClient(url, signed_in_session(url, "bob@example.com"))
+        clients.append(bob)
+        ack = bob.call("subscribe", {"topics": ["market.ticks"], "since": since})
+        assert ack["ok"] and ack["replayed"] == 1, ack
+        assert [event["id"] for event in bob.wait_for_events(1)] == [after]

@@ -10,6 +10,7 @@ topic, so producers scoped to different topics can never shadow each other.
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -24,6 +25,7 @@ from ..models import Event
 from .envelope import Envelope
 
 events_table = Event.__table__
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,7 +131,7 @@ def events_since(
     oldest = session.scalar(select(func.min(Event.seq)))
     # The log reaches back to `oldest`; anything between `seq` and it is gone.
     gap = oldest is not None and seq + 1 < oldest and seq > 0
-    return Page([StoredEvent.from_row(row) for row in rows], gap=gap)
+    return Page(readable(rows), gap=gap)
 
 
 def latest_seq(session: Session) -> int:
@@ -166,4 +168,16 @@ def latest_events(session: Session, topics: Iterable[str], limit: int) -> list[S
     rows = session.scalars(
         select(Event).where(Event.topic.in_(list(topics))).order_by(Event.seq.desc()).limit(limit)
     ).all()
-    return [StoredEvent.from_row(row) for row in reversed(rows)]
+    return readable(reversed(rows))
+
+
+def readable(rows: Iterable[Event]) -> list[StoredEvent]:
+    """The rows as events, less any whose payload can no longer be read (one stored
+    before the entry limits, say): logged by ``seq``, never failing the others."""
+    events = []
+    for row in rows:
+        try:
+            events.append(StoredEvent.from_row(row))
+        except (ValueError, RecursionError):
+            log.error("event seq %s in the log cannot be read; it is skipped", row.seq)
+    return events

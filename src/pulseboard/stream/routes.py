@@ -4,7 +4,7 @@ from flask import current_app, render_template
 from flask_login import current_user, login_required
 from sqlalchemy import select
 
-from ..events.store import StoredEvent
+from ..events.store import readable
 from ..extensions import db
 from ..models import Event
 from ..navigation import demo_page
@@ -34,5 +34,5 @@ def notices():
         .order_by(Event.seq.desc())
         .limit(NOTICES_SHOWN)
     ).all()
-    items = [StoredEvent.from_row(row).as_dict() for row in rows]
+    items = [event.as_dict() for event in readable(rows)]
     return render_template("stream/notices.html", notices=items)
