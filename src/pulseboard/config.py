@@ -201,15 +201,15 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "EVENT_QUEUE_TYPE": read.choice("EVENT_QUEUE_TYPE", ("classic", "quorum"), "classic"),
         "EVENT_SINGLE_ACTIVE_CONSUMER": read.bool("EVENT_SINGLE_ACTIVE_CONSUMER", False),
         "EVENT_MAX_BYTES": read.int("EVENT_MAX_BYTES", 64 * 1024, minimum=1024),
+        # Nesting of a payload's objects and arrays: every JSON encoder on the way
+        # to the browser recurses per level, so one deep event could stall delivery.
+        "EVENT_MAX_DEPTH": read.int("EVENT_MAX_DEPTH", 32, minimum=1, maximum=256),
         "EVENT_RETENTION": _retention_age(read),
         "EVENT_RETENTION_COUNT": read.int("EVENT_RETENTION_COUNT", 1_000_000) or None,
         "PUBLISH_MAX_RETRIES": read.int("PUBLISH_MAX_RETRIES", 5, maximum=100),
         "CONSUMER_PREFETCH": read.int("CONSUMER_PREFETCH", 1000, minimum=1, maximum=65535),
         "CONSUMER_BATCH_SIZE": read.int("CONSUMER_BATCH_SIZE", 500, minimum=1),
         "CONSUMER_BATCH_WAIT_MS": read.int("CONSUMER_BATCH_WAIT_MS", 50, maximum=10_000),
-        # Nesting of a payload's objects and arrays: every JSON encoder on the way
-        # to the browser recurses per level, so one deep event could stall delivery.
-        "EVENT_MAX_DEPTH": read.int("EVENT_MAX_DEPTH", 32, minimum=1, maximum=256),
         # Live streams (Socket.IO /stream)
         "STREAM_PUBLIC_TOPICS": read.list(
             "STREAM_PUBLIC_TOPICS", ("market.ticks", "system.metrics", "notices")
