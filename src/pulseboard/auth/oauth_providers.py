@@ -131,6 +131,24 @@ def exchange_code(client: FlaskOAuth2App, name: str, code: str | None, state_dat
 
 
 def _claims_options(client: FlaskOAuth2App, name: str) -> dict:
+    return {**_issuer_option(client, name), "aud": _audience_option(client.client_id)}
+
+
+def _audience_option(client_id: str) -> dict:
+    """The id_token must be for this client alone.
+
+    Authlib compares aud with the client only through azp: a token for another
+    client that names this one as azp would pass.  Nor is any other audience
+    trusted next to this one (OpenID Connect Core 3.1.3.7).
+    """
+
+    def only_this_client(claims, value) -> bool:
+        return value == client_id or value == [client_id]
+
+    return {"essential": True, "validate": only_this_client}
+
+
+def _issuer_option(client: FlaskOAuth2App, name: str) -> dict:
     issuer = client.load_server_metadata()["issuer"]
     if name == "google":
         # Google documents both spellings of its issuer in id_tokens.
