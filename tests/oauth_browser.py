@@ -123,3 +123,16 @@ def unlink(browser, site, provider_name: str, identity_id: int) -> requests.Resp
         f"{site.url}/auth/oauth/{provider_name}/unlink",
         data={"csrf_token": token, "identity_id": identity_id},
     )
+
+
+def provider_answer(browser, site, provider_name: str, **params) -> str:
+    """Start a sign-in and let the provider approve it: the callback URL, not yet visited."""
+    start = browser.get(
+        f"{site.url}/auth/oauth/{provider_name}/start", params=params, allow_redirects=False
+    )
+    assert start.status_code == 302, start.status_code
+    answer = browser.get(start.headers["Location"], allow_redirects=False)
+    assert answer.status_code == 302, answer.status_code
+    callback = answer.headers["Location"]
+    assert callback.startswith(f"{site.url}/auth/oauth/{provider_name}/callback?"), callback
+    return callback

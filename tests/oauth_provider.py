@@ -8,7 +8,8 @@ that must be an ES256 JWT signed with the key the test generated), ``/github``
 
 The authorize endpoint approves at once as the account the test chose for that
 provider (``provider.accounts[name]``); ``deny`` and ``id_token_overrides`` let a
-test make the provider refuse or lie.
+test make the provider refuse or lie, and ``id_token_signers`` lets it hand out an
+id_token signed some other way (or not at all).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import json
 import secrets
 import threading
 import time
+from collections.abc import Callable
 from urllib.parse import parse_qsl, urlsplit
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -26,12 +28,15 @@ from authlib.oauth2.rfc6749 import grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, UserInfo
 from flask import Flask, abort, jsonify, request
+from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet, RSAKey
 from werkzeug.serving import make_server
 
 from .oauth_provider_models import Account, Client, Code
 
 OIDC = ("google", "microsoft", "apple")
+# (header, claims) of the id_token the provider would send → the compact token it sends.
+IdTokenSigner = Callable[[dict, dict], str]
 
 
 class CodeGrant(grants.AuthorizationCodeGrant):
@@ -73,6 +78,14 @@ class IdTokens(OpenIDCode):
             token["id_token"] = self.encode_id_token(token, grant.request)
             return token
         return super().process_token(grant, response)
+
+    def encode_id_token(self, token, request):
+        id_token = super().encode_id_token(token, request)
+        signer = self.provider.id_token_signers.get(request.client.flavour)
+        if signer is None:
+            return id_token
+        honest = jwt.decode(id_token, self.provider.key)
+        return signer(dict(honest.header), dict(honest.claims))
 
     def exists_nonce(self, nonce, request):
         return any(code.nonce == nonce for code in self.provider.codes.values())
@@ -116,6 +129,7 @@ class LoopbackProvider:
         self.accounts = {name: Account() for name in (*OIDC, "github", "facebook")}
         self.deny: set[str] = set()
         self.id_token_overrides: dict[str, dict] = {}
+        self.id_token_signers: dict[str, IdTokenSigner] = {}
         self.base_url = ""
         self.apple = {
             "public_key": apple_public_key,
