@@ -43,3 +43,11 @@ def test_users_promote_and_revoke(app, runner, make_user):
     assert runner.invoke(args=["users", "promote", "ada@example.com", "--revoke"]).exit_code == 0
     with app.app_context():
         assert not db.session.get(User, user_id).is_admin
+
+
+def test_users_create_refuses_a_guessable_password(app, runner):
+    result = runner.invoke(
+        args=["users", "create", "c@example.com", "--password-stdin"], input="password123\n"
+    )
+    assert result.exit_code != 0
+    assert "harder to guess" in result.output

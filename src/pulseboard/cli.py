@@ -8,6 +8,7 @@ import click
 from flask.cli import AppGroup
 from sqlalchemy import select
 
+from .auth.password_policy import account_words, password_problem
 from .auth.passwords import MIN_LENGTH, hash_password
 from .database import utcnow
 from .extensions import db
@@ -41,6 +42,9 @@ def create_user(email: str, display_name: str | None, admin: bool, password_stdi
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     if len(password) < MIN_LENGTH:
         raise click.ClickException(f"the password needs at least {MIN_LENGTH} characters")
+    problem = password_problem(password, account_words(email, display_name))
+    if problem is not None:
+        raise click.ClickException(problem)
     user = User(
         email=email,
         display_name=display_name or email.split("@")[0],

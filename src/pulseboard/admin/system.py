@@ -32,7 +32,7 @@ from .routes import admin_required
 log = logging.getLogger(__name__)
 
 FLOW_WINDOW = timedelta(minutes=1)
-_FINGERPRINT = re.compile(r"^[0-9a-f]{32}$")
+_FINGERPRINT = re.compile(r"^[0-9a-f]{32}\Z")
 # Counter readings at the previous view of this page, per process: two readings
 # make a rate without keeping history anywhere.
 _previous: dict[str, tuple[float, float]] = {}

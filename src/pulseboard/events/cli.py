@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 from flask import current_app
 from flask.cli import AppGroup
 
 from ..extensions import db
 from . import store
-from .envelope import InvalidEnvelope
+from .envelope import InvalidEnvelope, loads
 from .producer import Producer, PublishError
 
 events_cli = AppGroup("events", help="Publish and consume events.")
@@ -24,9 +22,9 @@ events_cli = AppGroup("events", help="Publish and consume events.")
 def publish_command(topic: str, type_: str, payload: str, key: str | None) -> None:
     """Publish one event and print its id."""
     try:
-        data = json.loads(payload)
-    except ValueError as error:
-        raise click.BadParameter(f"not JSON: {error}", param_hint="--payload") from None
+        data = loads(payload.encode(), "--payload", current_app.config["EVENT_MAX_DEPTH"])
+    except InvalidEnvelope as error:
+        raise click.BadParameter(str(error), param_hint="--payload") from None
     producer = Producer.from_config(current_app.config)
     try:
         event_id = producer.publish(topic, type_, data, key=key)
