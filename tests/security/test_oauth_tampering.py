@@ -290,19 +290,8 @@ def test_id_token_signed_by_a_key_outside_the_jwks_is_refused(
 # --- Callbacks: replayed, or from another browser ---------------------------------------
 
 
-# Sign-in keeps the session id when the session held nothing but this flow's state
-# (a visitor who went straight to .../start): start_session() relies on Flask-Session's
-# regenerate(), which leaves an empty session alone.  The request that signed Ada in
-# then carries a cookie that stays signed in.
-KEEPS_AN_EMPTY_SESSIONS_ID = pytest.mark.xfail(
-    strict=True, reason="start_session() does not replace the id of an empty session"
-)
-
-
 @pytest.mark.parametrize(
-    "from_sign_in_page",
-    [True, pytest.param(False, marks=KEEPS_AN_EMPTY_SESSIONS_ID)],
-    ids=["from-the-sign-in-page", "straight-to-start"],
+    "from_sign_in_page", [True, False], ids=["from-the-sign-in-page", "straight-to-start"]
 )
 def test_replayed_callback_is_refused(site, browser, from_sign_in_page):
     """The request that signed Ada in (her cookie then, the code, the state), sent again.

@@ -21,8 +21,11 @@ AUTH_METHOD = "auth_method"  # "password" or an OAuth provider's name
 
 def start_session(user: User, method: str) -> None:
     """Sign ``user`` in on a fresh session id, so a planted id is worth nothing."""
-    current_app.session_interface.regenerate(session)
+    # First, so the session is never empty here: regenerate() keeps an empty
+    # session's id (an OAuth flow started straight from its link holds nothing
+    # by the time its callback signs in).
     login_user(user)
+    current_app.session_interface.regenerate(session)
     mark_fresh(method)
     metrics.login(method, succeeded=True)
     user.last_login_at = utcnow()
