@@ -28,6 +28,17 @@ PASSWORD = "correct horse battery"
 CSRF_INPUT = re.compile(r'<input[^>]*name="csrf_token"[^>]*value="([^"]+)"')
 
 
+def sign_up_form(email: str, name: str, password: str = PASSWORD) -> dict[str, str]:
+    """The fields of the sign-up form, terms accepted (the CSRF token is the caller's)."""
+    return {
+        "display_name": name,
+        "email": email,
+        "password": password,
+        "confirm": password,
+        "accept": "y",
+    }
+
+
 def service_missing(name: str, address: str) -> None:
     message = f"{name} is not reachable at {address}"
     if os.environ.get("PULSEBOARD_ALLOW_SKIP") == "1":

@@ -5,15 +5,19 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import secrets
 import threading
 from pathlib import Path
 
 import requests
 import socketio
 
+from pulseboard.config import load_config
+from pulseboard.events.topology import Topology
+
 from .conftest import PASSWORD
-from .pipeline import wait_for
-from .servers import base_env, free_port, gunicorn, run_cli
+from .pipeline import ConsumerProcess, declared_topology, wait_for
+from .servers import base_env, free_port, gunicorn, run_cli, temporary_database
 
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 
@@ -31,6 +35,19 @@ def embedded_site(tmp: Path, **settings: str):
         **settings,
     )
     assert run_cli("db", "upgrade", env=env).returncode == 0
+    create_users(env)
+    token = run_cli("tokens", "create", "--name", "tests", "--topics", "*", env=env)
+    with gunicorn(env, port=port) as url:
+        yield {
+            "url": url,
+            "token": token.stdout.strip().splitlines()[-1],
+            "db": f"sqlite:///{tmp / 'site.db'}",
+            "log": str(tmp / f"gunicorn-{port}.log"),
+        }
+
+
+def create_users(env: dict[str, str]) -> None:
+    """The two users of every test site: ada@example.com, an admin, and bob@example.com."""
     for email, name, extra in (
         ("ada@example.com", "Ada", ["--admin"]),
         ("bob@example.com", "Bob", []),
@@ -47,14 +64,31 @@ def embedded_site(tmp: Path, **settings: str):
             input=PASSWORD + "\n",
         )
         assert created.returncode == 0, created.stderr
-    token = run_cli("tokens", "create", "--name", "tests", "--topics", "*", env=env)
-    with gunicorn(env, port=port) as url:
-        yield {
-            "url": url,
-            "token": token.stdout.strip().splitlines()[-1],
-            "db": f"sqlite:///{tmp / 'site.db'}",
-            "log": str(tmp / f"gunicorn-{port}.log"),
-        }
+
+
+@contextlib.contextmanager
+def rabbitmq_site(tmp: Path, rabbitmq_url: str, mysql_server: str, ports: list[int], **settings):
+    """Web instances on ``ports`` sharing RabbitMQ and a fresh MariaDB database, with
+    the consumer and the users of ``create_users``; names of their own on the broker."""
+    with contextlib.ExitStack() as stack:
+        env = base_env(
+            APP_SLUG=f"pbt-{secrets.token_hex(4)}",
+            DATABASE_URL=stack.enter_context(temporary_database(mysql_server)),
+            BROKER_URL=rabbitmq_url,
+            TMPDIR=str(tmp),
+            PUBLIC_ORIGINS=",".join(f"http://127.0.0.1:{port}" for port in ports),
+            AUTH_RATE_LIMIT="1000/minute",
+            CONSUMER_BATCH_WAIT_MS="5",
+            **settings,
+        )
+        assert run_cli("db", "upgrade", env=env).returncode == 0
+        create_users(env)
+        stack.enter_context(declared_topology(rabbitmq_url, Topology.from_config(load_config(env))))
+        urls = [stack.enter_context(gunicorn(env, port=port)) for port in ports]
+        consumer = ConsumerProcess(env, tmp / "consumer.log")
+        stack.callback(consumer.stop)
+        consumer.wait_connected()
+        yield {"urls": urls, "env": env, "config": load_config(env)}
 
 
 def signed_in_session(url: str, email: str, password: str = PASSWORD) -> requests.Session:

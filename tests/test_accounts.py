@@ -13,7 +13,7 @@ from pulseboard.auth.links import RESET, VERIFY, make_link_token
 from pulseboard.extensions import db
 from pulseboard.models import ServerSession, User
 
-from .conftest import CSRF_INPUT, PASSWORD, AuthActions
+from .conftest import CSRF_INPUT, PASSWORD, AuthActions, sign_up_form
 from .mailbox import Mailbox, SmtpServer
 
 NEW_PASSWORD = "a brand new passphrase"
@@ -41,16 +41,7 @@ def form_post(client, page: str, action: str, **data):
 
 
 def register(client, email="grace@example.com", name="Grace"):
-    return form_post(
-        client,
-        "/auth/register",
-        "/auth/register",
-        display_name=name,
-        email=email,
-        password=PASSWORD,
-        confirm=PASSWORD,
-        accept="y",
-    )
+    return form_post(client, "/auth/register", "/auth/register", **sign_up_form(email, name))
 
 
 def path_of(link: str) -> str:

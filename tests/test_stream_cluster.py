@@ -2,48 +2,23 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
-import secrets
 
 import pytest
 
-from pulseboard.config import load_config
 from pulseboard.events.producer import Producer
-from pulseboard.events.topology import Topology
 
-from .conftest import PASSWORD
-from .pipeline import ConsumerProcess, declared_topology, wait_for
-from .servers import base_env, free_port, gunicorn, run_cli, temporary_database
-from .streaming import StreamClient, signed_in_session
+from .pipeline import wait_for
+from .servers import free_port
+from .streaming import StreamClient, rabbitmq_site, signed_in_session
 
 
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory, rabbitmq_url, mysql_server):
-    tmp = tmp_path_factory.mktemp("cluster")
     ports = [free_port(), free_port()]
-    with contextlib.ExitStack() as stack:
-        env = base_env(
-            APP_SLUG=f"pbt-{secrets.token_hex(4)}",
-            DATABASE_URL=stack.enter_context(temporary_database(mysql_server)),
-            BROKER_URL=rabbitmq_url,
-            TMPDIR=str(tmp),
-            PUBLIC_ORIGINS=",".join(f"http://127.0.0.1:{port}" for port in ports),
-            AUTH_RATE_LIMIT="1000/minute",
-            CONSUMER_BATCH_WAIT_MS="5",
-        )
-        assert run_cli("db", "upgrade", env=env).returncode == 0
-        created = run_cli(
-            "users", "create", "bob@example.com", "--password-stdin", env=env, input=PASSWORD + "\n"
-        )
-        assert created.returncode == 0, created.stderr
-        topology = Topology.from_config(load_config(env))
-        stack.enter_context(declared_topology(rabbitmq_url, topology))
-        urls = [stack.enter_context(gunicorn(env, port=port)) for port in ports]
-        consumer = ConsumerProcess(env, tmp / "consumer.log")
-        stack.callback(consumer.stop)
-        consumer.wait_connected()
-        yield {"urls": urls, "config": load_config(env)}
+    tmp = tmp_path_factory.mktemp("cluster")
+    with rabbitmq_site(tmp, rabbitmq_url, mysql_server, ports) as site:
+        yield site
 
 
 @pytest.mark.parametrize("transport", ["websocket", "polling"])

@@ -14,7 +14,7 @@ import re
 import pytest
 import requests
 
-from ..conftest import CSRF_INPUT, PASSWORD
+from ..conftest import CSRF_INPUT, sign_up_form
 from ..mailbox import GatedMailbox, SmtpServer
 from ..streaming import embedded_site
 
@@ -65,16 +65,7 @@ def page_for(response: requests.Response, address: str) -> str:
 
 
 def register(url: str, email: str, name: str) -> requests.Response:
-    return form_post(
-        url,
-        "/auth/register",
-        "/auth/register",
-        display_name=name,
-        email=email,
-        password=PASSWORD,
-        confirm=PASSWORD,
-        accept="y",
-    )
+    return form_post(url, "/auth/register", "/auth/register", **sign_up_form(email, name))
 
 
 def test_forgot_password_answers_alike_and_before_the_mail_is_sent(site, mailbox):

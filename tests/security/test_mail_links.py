@@ -13,7 +13,7 @@ import pytest
 
 from pulseboard.config import ConfigError, load_config
 
-from ..conftest import CSRF_INPUT, PASSWORD
+from ..conftest import CSRF_INPUT, PASSWORD, sign_up_form
 from ..mailbox import LINK, SmtpServer
 
 PUBLIC_URL = "https://pulse.example.com"
@@ -65,15 +65,7 @@ def visitor(request, client):
 
 
 def register(visitor: Visitor, email: str, name: str):
-    return visitor.post_form(
-        "/auth/register",
-        "/auth/register",
-        display_name=name,
-        email=email,
-        password=PASSWORD,
-        confirm=PASSWORD,
-        accept="y",
-    )
+    return visitor.post_form("/auth/register", "/auth/register", **sign_up_form(email, name))
 
 
 def test_every_link_in_every_account_mail_is_on_public_url_whatever_the_host(

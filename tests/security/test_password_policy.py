@@ -11,7 +11,7 @@ from pulseboard.auth.links import RESET, make_link_token
 from pulseboard.extensions import db
 from pulseboard.models import User
 
-from ..conftest import CSRF_INPUT, PASSWORD, AuthActions
+from ..conftest import CSRF_INPUT, PASSWORD, AuthActions, sign_up_form
 
 EMAIL = "grace.hopper@example.com"
 WEAK = {
@@ -28,16 +28,8 @@ def form_post(client, page: str, action: str, **data):
 
 
 def register(client, password: str):
-    return form_post(
-        client,
-        "/auth/register",
-        "/auth/register",
-        display_name="Grace Hopper",
-        email=EMAIL,
-        password=password,
-        confirm=password,
-        accept="y",
-    )
+    fields = sign_up_form(EMAIL, "Grace Hopper", password)
+    return form_post(client, "/auth/register", "/auth/register", **fields)
 
 
 def accounts(app) -> list[str]:

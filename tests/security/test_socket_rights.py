@@ -10,54 +10,22 @@ every broadcast.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import secrets
 
 import pytest
 import requests
 import socketio
 from sqlalchemy import create_engine, update
 
-from pulseboard.config import load_config
-from pulseboard.events.topology import Topology
 from pulseboard.models import User
 
 from ..conftest import PASSWORD
-from ..pipeline import ConsumerProcess, declared_topology, wait_for
-from ..servers import base_env, gunicorn, run_cli, temporary_database
-from ..streaming import CSRF, StreamClient, embedded_site, signed_in_session
+from ..pipeline import wait_for
+from ..servers import base_env, free_port, run_cli
+from ..streaming import CSRF, StreamClient, embedded_site, rabbitmq_site, signed_in_session
 
 NOTICE = {"level": "info", "title": "maintenance", "body": "", "target": "all"}
-
-
-@contextlib.contextmanager
-def rabbitmq_site(tmp, rabbitmq_url, mysql_server, **settings):
-    """One instance on RabbitMQ and MariaDB, with its consumer, and the users of
-    ``embedded_site`` (ada, an admin, and bob)."""
-    with contextlib.ExitStack() as stack:
-        env = base_env(
-            APP_SLUG=f"pbt-{secrets.token_hex(4)}",
-            DATABASE_URL=stack.enter_context(temporary_database(mysql_server)),
-            BROKER_URL=rabbitmq_url,
-            TMPDIR=str(tmp),
-            AUTH_RATE_LIMIT="1000/minute",
-            CONSUMER_BATCH_WAIT_MS="5",
-            **settings,
-        )
-        assert run_cli("db", "upgrade", env=env).returncode == 0
-        for email, extra in (("ada@example.com", ["--admin"]), ("bob@example.com", [])):
-            created = run_cli(
-                "users", "create", email, *extra, "--password-stdin", env=env, input=PASSWORD
-            )
-            assert created.returncode == 0, created.stderr
-        stack.enter_context(declared_topology(rabbitmq_url, Topology.from_config(load_config(env))))
-        url = stack.enter_context(gunicorn(env))
-        consumer = ConsumerProcess(env, tmp / "consumer.log")
-        stack.callback(consumer.stop)
-        consumer.wait_connected()
-        yield {"url": url, "env": env}
 
 
 @pytest.fixture(scope="module", params=["embedded", "rabbitmq"])
@@ -75,8 +43,9 @@ def site(request, tmp_path_factory):
     else:
         rabbitmq_url = request.getfixturevalue("rabbitmq_url")
         mysql_server = request.getfixturevalue("mysql_server")
-        with rabbitmq_site(tmp_path, rabbitmq_url, mysql_server, **slow_sweep) as found:
-            yield {**found, "mode": "rabbitmq"}
+        ports = [free_port()]
+        with rabbitmq_site(tmp_path, rabbitmq_url, mysql_server, ports, **slow_sweep) as found:
+            yield {"url": found["urls"][0], "env": found["env"], "mode": "rabbitmq"}
 
 
 class AdminClient:
