@@ -11,7 +11,7 @@ import requests
 
 from pulseboard.config import load_config
 from pulseboard.events.demo import HostMetrics, run_demo
-from pulseboard.events.envelope import parse
+from pulseboard.events.envelope import InvalidEnvelope, parse
 from pulseboard.events.producer import Producer
 from pulseboard.events.topology import Topology
 
@@ -156,3 +156,11 @@ def test_the_consumer_script_explains_what_is_wrong_instead_of_starting(tmp_path
     )
     assert misconfigured.returncode == 78
     assert "configuration error: UI_LAYOUT" in misconfigured.stderr
+
+
+def test_the_python_api_applies_the_configured_depth_limit(make_app):
+    app = make_app(EVENT_MAX_DEPTH="3")
+    producer = Producer.from_config(app.config)
+    with pytest.raises(InvalidEnvelope, match="3 levels"):
+        producer.publish("market.ticks", "tick", {"a": {"b": {"c": {}}}})
+    producer.close()

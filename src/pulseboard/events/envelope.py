@@ -85,7 +85,12 @@ class Envelope:
 
 
 def new_envelope(
-    topic: str, type: str, payload: dict[str, Any], key: str | None = None
+    topic: str,
+    type: str,
+    payload: dict[str, Any],
+    key: str | None = None,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> Envelope:
     """An envelope with a fresh id and the current time, validated like any other."""
     return parse(
@@ -96,7 +101,9 @@ def new_envelope(
             "timestamp": format_timestamp(datetime.now(UTC)),
             "payload": payload,
             "key": key,
-        }
+        },
+        max_bytes=max_bytes,
+        max_depth=max_depth,
     )
 
 

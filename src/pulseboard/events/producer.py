@@ -27,10 +27,19 @@ class PublishError(RuntimeError):
 
 
 class Producer:
-    def __init__(self, broker_url: str, topology: Topology, max_retries: int = 5):
+    def __init__(
+        self,
+        broker_url: str,
+        topology: Topology,
+        max_retries: int = 5,
+        limits: dict[str, int] | None = None,
+    ):
         self.broker_url = broker_url
         self.topology = topology
         self.max_retries = max_retries
+        # The consumer's own limits (EVENT_MAX_BYTES, EVENT_MAX_DEPTH): an event that
+        # passes here is never dead-lettered for its size or depth.
+        self.limits = limits or {}
         self._connection: Connection | None = None
         self._producer: KombuProducer | None = None
         # One channel is not safe to share between threads; publishing is serialised.
@@ -42,13 +51,14 @@ class Producer:
             config["BROKER_URL"],
             Topology.from_config(config),
             max_retries=config["PUBLISH_MAX_RETRIES"],
+            limits={"max_bytes": config["EVENT_MAX_BYTES"], "max_depth": config["EVENT_MAX_DEPTH"]},
         )
 
     def publish(
         self, topic: str, type: str, payload: dict[str, Any], key: str | None = None
     ) -> str:
         """Publish one new event; return its id."""
-        envelope = new_envelope(topic, type, payload, key)
+        envelope = new_envelope(topic, type, payload, key, **self.limits)
         self.publish_envelopes([envelope])
         return envelope.id
 
