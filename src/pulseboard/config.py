@@ -216,6 +216,7 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         ),
         "STREAM_ADMIN_TOPICS": read.list("STREAM_ADMIN_TOPICS", ("audit",)),
         "STREAM_MAX_TOPICS": read.int("STREAM_MAX_TOPICS", 32, minimum=1, maximum=1000),
+        # Events per replay page: a backlog is sent whole, one page read and taken at a time.
         "STREAM_REPLAY_LIMIT": read.int("STREAM_REPLAY_LIMIT", 1000, minimum=1),
         "STREAM_MAX_MESSAGE_BYTES": read.int("STREAM_MAX_MESSAGE_BYTES", 16 * 1024, minimum=1024),
         # A socket with more than this waiting for it is dropped (it reconnects and replays).

@@ -6,9 +6,10 @@
    one subscription per topic (the union of their types/keys), sends only the
    difference, and hands each handle just the events its own filter accepts.
 
-   After a dropped connection it re-subscribes with `since` = the highest seq
-   seen, so the server replays what was missed; replayed and live events are
-   deduplicated per topic by seq. */
+   After a dropped connection it re-subscribes with each topic's own position
+   (the highest seq seen on it; the highest seen on any topic for one that has
+   had none yet), so the server replays what each missed, however much, page
+   after page; replayed and live events are deduplicated per topic by seq. */
 (function () {
   "use strict";
 
@@ -218,7 +219,7 @@
     const request = { topics };
     if (filter.types) request.types = filter.types;
     if (filter.keys) request.keys = filter.keys;
-    if (stream.lastSeq > 0) request.since = stream.lastSeq;
+    if (stream.lastSeq > 0) request.since = positions(topics);
     let ack = await call("subscribe", request);
     if (ack && !ack.ok && /ahead of the log/.test(ack.error || "")) {
       // The event log was reset under us: start again from its present.
@@ -234,6 +235,14 @@
     fire("ack", ack, request);
     confirm(ack.subscribed);
     if (ack.gap) fire("gap", ack);
+  }
+
+  /* Where each topic resumes: events on different topics arrive in separate
+     messages, so one topic's highest seq says nothing about another's. */
+  function positions(topics) {
+    const since = {};
+    for (const topic of topics) since[topic] = seqByTopic.get(topic) || stream.lastSeq;
+    return since;
   }
 
   function confirm(topics) {

@@ -166,6 +166,13 @@ class StreamDelivery(socketio.Manager):
             for p in encoded
         ]
 
+    def queued_packets(self, eio_sid: str) -> int | None:
+        """Packets waiting for a connection to take them; None once it is closed."""
+        socket = self.server.eio.sockets.get(eio_sid)
+        if socket is None or socket.closed:
+            return None
+        return socket.queue.qsize()
+
     def is_stuck(self, socket) -> bool:
         queue = getattr(socket, "queue", None)
         if queue is None:

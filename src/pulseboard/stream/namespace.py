@@ -23,6 +23,7 @@ from ..metrics.sockets import gauges
 from .access import may_subscribe
 from .control import session_room, user_room
 from .delivery import deliverable
+from .replay import NotReading, replay
 from .rights import sweeper
 from .state import ABUSE_LIMIT, SocketState, registry
 from .subscribe import InvalidRequest, parse_subscribe, parse_unsubscribe
@@ -58,6 +59,8 @@ class StreamNamespace(Namespace):
         state = self._checked_state()
         if state is None:
             return {"ok": False, "error": "too many requests; slow down"}
+        if state.replaying:
+            return {"ok": False, "error": "a replay is still being sent; retry after its answer"}
         config = current_app.config
         try:
             request_ = parse_subscribe(data, config)
@@ -72,27 +75,38 @@ class StreamNamespace(Namespace):
                 "ok": False,
                 "error": f"at most {config['STREAM_MAX_TOPICS']} topics per socket",
             }
-        since = request_.since if request_.since is not None else state.since
-        latest = store.latest_seq(db.session) if since else 0  # no replay, no question
-        if since > latest:
-            return {"ok": False, "error": f"since {since} is ahead of the log (latest {latest})"}
+        positions = {topic: request_.position(topic, state.since) for topic in allowed}
+        furthest = max(positions.values(), default=0)
+        latest = store.latest_seq(db.session) if furthest else 0  # no replay, no question
+        if furthest > latest:
+            return {"ok": False, "error": f"since {furthest} is ahead of the log (latest {latest})"}
         for topic in allowed:
             state.filters[topic] = request_.filter
-        state.begin_replay(allowed, since)
+        state.begin_replay(positions)
         for topic in allowed:
             join_room(topic_room(topic))
-        replayed, gap = self._replay(state, allowed, since, latest)
-        sent, held = state.end_replay(replayed)
+        manager = self.socketio.server.manager
+        try:
+            replayed, gap = replay(
+                state, positions, emit_events, lambda: manager.queued_packets(state.eio_sid)
+            )
+        except NotReading as error:
+            log.warning(
+                "socket %s did not read its replay (%s); disconnecting it", request.sid, error
+            )
+            disconnect()
+            return {"ok": False, "error": "the replay was not read in time"}
+        finally:
+            held = state.end_replay()
         gauges.subscriptions_changed(request.sid, state.filters, config)
-        metrics.replay(since, len(sent), gap)
-        for batch in (sent, held):
-            if batch:
-                emit_events(batch)
+        metrics.replay(furthest, replayed, gap)
+        if held:
+            emit_events(held)
         return {
             "ok": True,
             "subscribed": sorted(state.filters),
             "denied": denied,
-            "replayed": len(sent),
+            "replayed": replayed,
             "gap": gap,
         }
 
@@ -122,19 +136,6 @@ class StreamNamespace(Namespace):
                 disconnect()
             return None
         return state
-
-    @staticmethod
-    def _replay(state, topics, since, latest) -> tuple[list[dict], bool]:
-        if not topics or since == 0 or since >= latest:
-            return [], False
-        limit = current_app.config["STREAM_REPLAY_LIMIT"]
-        page = store.events_since(db.session, since, topics, limit=limit + 1)
-        events = [event.as_dict() for event in page.events]
-        if len(events) > limit:
-            # Too much was missed: send the newest, and say the rest is gone.
-            newest = store.latest_events(db.session, topics, limit)
-            return [event.as_dict() for event in newest], True
-        return events, page.gap
 
 
 def emit_events(batch: list[dict]) -> None:

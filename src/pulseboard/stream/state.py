@@ -18,6 +18,9 @@ CLIENT_RATE = 10.0
 CLIENT_BURST = 20
 # A client that keeps flooding after this many refusals is disconnected.
 ABUSE_LIMIT = 50
+# Live events held for a socket while its replay pages are read.  Past this many
+# they are let go: they are in the log, and the replay reads one more page.
+HOLD_LIMIT = 5000
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class SocketState:
     last_seq: dict[str, int] = field(default_factory=dict)
     replaying: set[str] = field(default_factory=set)
     held: list[dict] = field(default_factory=list)
+    held_overflowed: bool = False
     bucket: TokenBucket = field(default_factory=TokenBucket)
 
     def select(self, topic: str, events: list[dict]) -> list[dict]:
@@ -76,6 +80,8 @@ class SocketState:
             return []
         if topic in self.replaying:
             self.held.extend(event for event in events if rule.accepts(event))
+            if len(self.held) > HOLD_LIMIT:
+                self.held, self.held_overflowed = [], True
             return []
         last = self.last_seq.get(topic, 0)
         if rule.types is None and rule.keys is None and events[0]["seq"] > last:
@@ -87,18 +93,26 @@ class SocketState:
             self.last_seq[topic] = chosen[-1]["seq"]
         return chosen
 
-    def begin_replay(self, topics: list[str], since: int) -> None:
-        self.replaying.update(topics)
-        for topic in topics:
-            self.last_seq[topic] = max(self.last_seq.get(topic, 0), since)
+    def begin_replay(self, positions: dict[str, int]) -> None:
+        """Hold live events for these topics, and send nothing at or below each position."""
+        self.replaying.update(positions)
+        for topic, position in positions.items():
+            self.last_seq[topic] = max(self.last_seq.get(topic, 0), position)
 
-    def end_replay(self, replayed: list[dict]) -> tuple[list[dict], list[dict]]:
-        """Replayed events to send, then the live ones held meanwhile that came after."""
+    def advance_replay(self, page: list[dict]) -> list[dict]:
+        """The events of a replay page to send: wanted, and not sent already."""
+        return [event for event in page if self._advance(event)]
+
+    def take_overflow(self) -> bool:
+        """Whether held events were let go since the last call (read them from the log)."""
+        overflowed, self.held_overflowed = self.held_overflowed, False
+        return overflowed
+
+    def end_replay(self) -> list[dict]:
+        """The live events held during the replay that came after it, to send now."""
         topics, self.replaying = self.replaying, set()
-        sent = [e for e in replayed if self._advance(e)]
         held, self.held = sorted(self.held, key=lambda e: e["seq"]), []
-        after = [e for e in held if e["topic"] in topics and self._advance(e)]
-        return sent, after
+        return [e for e in held if e["topic"] in topics and self._advance(e)]
 
     def _advance(self, event: dict) -> bool:
         rule = self.filters.get(event["topic"])

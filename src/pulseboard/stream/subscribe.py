@@ -19,7 +19,14 @@ class InvalidRequest(ValueError):
 class SubscribeRequest:
     topics: list[str]
     filter: TopicFilter
-    since: int | None
+    since: int | dict[str, int] | None  # one position for every topic, or one per topic
+
+    def position(self, topic: str, default: int) -> int:
+        """Where ``topic``'s replay starts: its own position, the request's, or ``default``
+        (the handshake's ``since``)."""
+        if isinstance(self.since, dict):
+            return self.since.get(topic, default)
+        return default if self.since is None else self.since
 
 
 def _strings(data: dict, name: str, required: bool = False) -> list[str] | None:
@@ -51,8 +58,13 @@ def parse_subscribe(data, config) -> SubscribeRequest:
         raise InvalidRequest("types must be event types like tick")
     keys = _strings(data, "keys")
     since = data.get("since")
-    if since is not None and (isinstance(since, bool) or not isinstance(since, int) or since < 0):
-        raise InvalidRequest("since must be a whole number, 0 or more")
+    if isinstance(since, dict):
+        if set(since) - set(topics):
+            raise InvalidRequest("since may give positions only for the topics asked for")
+        if not all(_is_position(value) for value in since.values()):
+            raise InvalidRequest("each position in since must be a whole number, 0 or more")
+    elif since is not None and not _is_position(since):
+        raise InvalidRequest("since must be a whole number, 0 or more, or {topic: seq}")
     return SubscribeRequest(
         topics=topics,
         filter=TopicFilter(
@@ -61,6 +73,10 @@ def parse_subscribe(data, config) -> SubscribeRequest:
         ),
         since=since,
     )
+
+
+def _is_position(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def parse_unsubscribe(data) -> list[str]:

@@ -1,0 +1,129 @@
+"""Replay pages through any backlog the log holds, with one position per topic.
+
+A client that was away while thousands of events passed gets every one of
+them when it subscribes with its positions, in pages (``STREAM_REPLAY_LIMIT``,
+small here), in ``seq`` order, none twice, and then the live ones.  ``gap``
+stays false: nothing was pruned.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pulseboard.stream.state import HOLD_LIMIT, SocketState, TopicFilter
+
+from .pipeline import EventLog, wait_for
+from .streaming import StreamClient, embedded_site, ingest, signed_in_session
+
+PAGE = 100
+TRANSPORTS = ["websocket", "polling"]
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    with embedded_site(tmp_path_factory.mktemp("replay"), STREAM_REPLAY_LIMIT=str(PAGE)) as site:
+        yield site
+
+
+def publish(site, topic: str, count: int) -> list[str]:
+    """``count`` events on ``topic``, ingested and stored; their ids in order."""
+    ids = []
+    for start in range(0, count, 500):
+        batch = [
+            {"topic": topic, "type": "tick", "payload": {"n": n}}
+            for n in range(start, min(count, start + 500))
+        ]
+        ids += ingest(site["url"], site["token"], batch)
+    log = EventLog(site["db"])
+    try:
+        wait_for(lambda: ids[-1] in {row[1] for row in log.rows()}, 20, message="stored")
+    finally:
+        log.close()
+    return ids
+
+
+def newest_seq(site) -> int:
+    """Where a page that saw everything so far stands: the seq of a fresh marker event."""
+    return _seq_of(site, publish(site, "market.ticks", 1)[0])
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_a_backlog_many_pages_long_is_replayed_whole_and_in_order(site, clients, transport):
+    since = newest_seq(site)
+    missed = publish(site, "market.ticks", 7 * PAGE + 30)
+    client = StreamClient(site["url"], signed_in_session(site["url"], "bob@example.com"), transport)
+    clients.append(client)
+    ack = client.call("subscribe", {"topics": ["market.ticks"], "since": since})
+    assert ack["ok"] and ack["replayed"] == len(missed) and ack["gap"] is False, ack
+    [live] = ingest(
+        site["url"], site["token"], [{"topic": "market.ticks", "type": "t", "payload": {}}]
+    )
+    received = [event["id"] for event in client.wait_for_events(len(missed) + 1, timeout=30)]
+    assert received == [*missed, live]
+    seqs = [event["seq"] for event in client.events]
+    assert seqs == sorted(set(seqs))
+
+
+def test_each_topic_resumes_from_its_own_position(site, clients):
+    """A page on two topics saw more of one than of the other: each catches up exactly."""
+    start = newest_seq(site)
+    ticks = publish(site, "market.ticks", 5)
+    metrics = publish(site, "system.metrics", 5)
+    # The page had seen 2 ticks and 4 metrics when it dropped.
+    positions = {
+        "market.ticks": _seq_of(site, ticks[1]),
+        "system.metrics": _seq_of(site, metrics[3]),
+    }
+    assert min(positions.values()) > start
+    client = StreamClient(site["url"], signed_in_session(site["url"], "bob@example.com"))
+    clients.append(client)
+    ack = client.call(
+        "subscribe", {"topics": ["market.ticks", "system.metrics"], "since": positions}
+    )
+    assert ack["ok"] and ack["replayed"] == 4, ack
+    received = {event["id"] for event in client.wait_for_events(4)}
+    assert received == set(ticks[2:]) | {metrics[4]}
+
+
+def test_positions_for_topics_not_asked_for_are_refused(site, clients):
+    client = StreamClient(site["url"], signed_in_session(site["url"], "bob@example.com"))
+    clients.append(client)
+    ack = client.call("subscribe", {"topics": ["market.ticks"], "since": {"audit": 1}})
+    assert ack == {"ok": False, "error": "since may give positions only for the topics asked for"}
+
+
+def _seq_of(site, event_id: str) -> int:
+    log = EventLog(site["db"])
+    try:
+        return next(seq for seq, found, *_ in log.rows() if found == event_id)
+    finally:
+        log.close()
+
+
+def tick(seq: int, topic: str = "market.ticks") -> dict:
+    return {"seq": seq, "id": f"e{seq}", "topic": topic, "type": "tick", "payload": {}}
+
+
+def test_live_events_during_a_replay_are_held_then_released_after_it():
+    state = SocketState(user_id=1, is_admin=False, session_key="k", eio_sid="e")
+    state.filters["market.ticks"] = TopicFilter()
+    state.begin_replay({"market.ticks": 10})
+    assert state.select("market.ticks", [tick(14), tick(15)]) == []  # held, not sent
+    assert state.advance_replay([tick(n) for n in (9, 11, 12, 13, 14)]) == [
+        tick(11),
+        tick(12),
+        tick(13),
+        tick(14),
+    ]
+    assert state.end_replay() == [tick(15)]  # 14 was in the page already
+    assert state.select("market.ticks", [tick(16)]) == [tick(16)]
+
+
+def test_past_the_hold_limit_held_events_are_let_go_and_read_again_from_the_log():
+    state = SocketState(user_id=1, is_admin=False, session_key="k", eio_sid="e")
+    state.filters["market.ticks"] = TopicFilter()
+    state.begin_replay({"market.ticks": 1})
+    state.select("market.ticks", [tick(n) for n in range(2, HOLD_LIMIT + 3)])
+    assert state.take_overflow() is True
+    assert state.take_overflow() is False  # told once
+    assert state.end_replay() == []
