@@ -1,19 +1,27 @@
-"""Helpers for event pipeline tests: a consumer process, a Socket.IO queue listener, waiting."""
+"""Helpers for event pipeline tests: an isolated pipeline, a consumer process, a Socket.IO
+queue listener, waiting."""
 
 from __future__ import annotations
 
 import contextlib
 import json
+import secrets
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 
-from kombu import Connection, Consumer, Exchange, Queue
+from kombu import Connection, Consumer, Exchange, Producer, Queue
 from sqlalchemy import create_engine, text
 
-from .servers import PROJECT_ROOT, stop
+from pulseboard.config import load_config
+from pulseboard.events.envelope import new_envelope
+from pulseboard.events.producer import Producer as EventProducer
+from pulseboard.events.topology import Topology
+
+from .servers import PROJECT_ROOT, base_env, run_cli, stop
 
 
 @contextlib.contextmanager
@@ -154,3 +162,79 @@ class SocketIOListener:
     def close(self) -> None:
         self._stop.set()
         self._thread.join(5)
+
+
+class Pipeline:
+    """One isolated pipeline: its own slug (so its own queues) and its own database."""
+
+    def __init__(self, mysql_url: str, rabbitmq_url: str, tmp_path, **settings: str):
+        self.slug = f"pbt-{secrets.token_hex(4)}"
+        self.broker_url = rabbitmq_url
+        self.env = base_env(
+            APP_SLUG=self.slug,
+            DATABASE_URL=mysql_url,
+            BROKER_URL=rabbitmq_url,
+            TMPDIR=str(tmp_path),
+            CONSUMER_BATCH_WAIT_MS="20",
+            **settings,
+        )
+        migrated = run_cli("db", "upgrade", env=self.env)
+        assert migrated.returncode == 0, migrated.stderr
+        self.config = load_config(self.env)
+        self.topology = Topology.from_config(self.config)
+        self.log = EventLog(mysql_url)
+        self.tmp_path = tmp_path
+        self.consumers: list[ConsumerProcess] = []
+        self._declared = declared_topology(rabbitmq_url, self.topology)
+        self._declared.__enter__()
+
+    def producer(self) -> EventProducer:
+        return EventProducer.from_config(self.config)
+
+    def start_consumer(self) -> ConsumerProcess:
+        consumer = ConsumerProcess(self.env, self.tmp_path / f"consumer-{len(self.consumers)}.log")
+        self.consumers.append(consumer)
+        consumer.wait_connected()
+        return consumer
+
+    def publish_raw(self, body: bytes, routing_key: str = "market.ticks") -> None:
+        with Connection(self.broker_url) as connection:
+            Producer(connection).publish(
+                body,
+                exchange=self.topology.exchange,
+                routing_key=routing_key,
+                content_type="application/json",
+                content_encoding="binary",
+                delivery_mode=2,
+            )
+
+    def dead_letters(self) -> list:
+        return drain_queue(self.broker_url, self.topology.dead_letter_queue)
+
+    def close(self) -> None:
+        for consumer in self.consumers:
+            consumer.stop()
+        self.log.close()
+        self._declared.__exit__(None, None, None)
+
+
+def publish_stream(pipeline: Pipeline, count: int, prefix: str) -> list[str]:
+    """Publish ``count`` events with known ids, in order, with broker confirms."""
+    envelopes = [
+        replace(new_envelope("market.ticks", "tick", {"n": n}, key="ACME"), id=f"{prefix}-{n:05d}")
+        for n in range(count)
+    ]
+    producer = pipeline.producer()
+    try:
+        return producer.publish_envelopes(envelopes)
+    finally:
+        producer.close()
+
+
+def assert_log_holds_exactly(pipeline: Pipeline, ids: list[str]) -> None:
+    rows = pipeline.log.rows()
+    stored = [event_id for _, event_id, _ in rows]
+    assert len(stored) == len(set(stored)), "an event was stored twice"
+    assert set(stored) == set(ids), f"missing: {sorted(set(ids) - set(stored))[:10]}"
+    seqs = [seq for seq, _, _ in rows]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)

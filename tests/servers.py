@@ -136,3 +136,75 @@ def temporary_database(server_url: str, prefix: str = "pb_t"):
         with admin.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {name}")
         admin.close()
+
+
+class PrivateMariaDB:
+    """A MariaDB server of the test's own on a free loopback port, to stop and start
+    at will (the shared server must never be restarted from a test)."""
+
+    def __init__(self, directory: Path):
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.process: subprocess.Popen | None = None
+        # --no-defaults: the machine's my.cnf (its user, port, socket) must not apply.
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={directory / 'data'}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+
+    def create_database(self, name: str = "pulseboard") -> str:
+        """A utf8mb4 database on this server (gone with the server); its URL."""
+        admin = pymysql.connect(host="127.0.0.1", port=self.port, user="root")
+        with admin, admin.cursor() as cursor:
+            cursor.execute(
+                f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+            )
+        return f"mysql+pymysql://root@127.0.0.1:{self.port}/{name}?charset=utf8mb4"
+
+    def start(self, timeout: float = 30) -> None:
+        log = open(self.directory / "mariadbd.log", "a")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [
+                "mariadbd",
+                "--no-defaults",
+                f"--datadir={self.directory / 'data'}",
+                f"--port={self.port}",
+                f"--socket={self.directory / 'mariadbd.sock'}",
+                f"--pid-file={self.directory / 'mariadbd.pid'}",
+                "--bind-address=127.0.0.1",
+                "--user=root",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not self._answers():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError((self.directory / "mariadbd.log").read_text()[-2000:])
+            time.sleep(0.05)
+
+    def _answers(self) -> bool:
+        try:
+            pymysql.connect(
+                host="127.0.0.1", port=self.port, user="root", connect_timeout=1
+            ).close()
+        except pymysql.err.OperationalError:
+            return False
+        return True
+
+    def stop(self) -> None:
+        """A clean shutdown: every client connection is dropped, as in a real outage."""
+        if self.process is not None:
+            stop(self.process, timeout=30)
+            self.process = None

@@ -210,6 +210,9 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "CONSUMER_PREFETCH": read.int("CONSUMER_PREFETCH", 1000, minimum=1, maximum=65535),
         "CONSUMER_BATCH_SIZE": read.int("CONSUMER_BATCH_SIZE", 500, minimum=1),
         "CONSUMER_BATCH_WAIT_MS": read.int("CONSUMER_BATCH_WAIT_MS", 50, maximum=10_000),
+        # While the database or broker is down: first and longest ceiling of the random wait.
+        "CONSUMER_RETRY_BASE_MS": read.int("CONSUMER_RETRY_BASE_MS", 500, minimum=1),
+        "CONSUMER_RETRY_MAX_MS": read.int("CONSUMER_RETRY_MAX_MS", 30_000, minimum=1),
         # Live streams (Socket.IO /stream)
         "STREAM_PUBLIC_TOPICS": read.list(
             "STREAM_PUBLIC_TOPICS", ("market.ticks", "system.metrics", "notices")

@@ -6,10 +6,13 @@ seconds) and handles them together, so an idle stream is forwarded at once and
 a busy one costs one transaction and one emit per topic per batch.
 
 A message is acknowledged only after its event is stored and emitted (or, when
-invalid, copied to the dead-letter queue with the reason).  When the broker or
-the database fails, the connection is dropped without acknowledging, RabbitMQ
-redelivers, and the event log's unique id keeps the redelivery from being
-stored twice.
+invalid, copied to the dead-letter queue with the reason).  When the database
+is down, the batch stays in hand, unacknowledged, and its store is retried
+with backoff: nothing more is fetched than the prefetch window already holds,
+and nothing goes back and forth to the broker meanwhile.  When the broker
+fails, the connection is dropped without acknowledging, RabbitMQ redelivers,
+and the event log's unique id keeps the redelivery from being stored twice.
+An outage is one warning line per attempt, naming what is down and the wait.
 """
 
 from __future__ import annotations
@@ -18,17 +21,16 @@ import logging
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
 
 from kombu import Connection, Consumer, Producer
 from kombu.message import Message
-from sqlalchemy.exc import SQLAlchemyError
 
 from .. import metrics
 from ..extensions import db
 from . import store
 from .emitter import Emitter
 from .envelope import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, InvalidEnvelope, parse
+from .outages import Backoff, database_down, describe
 from .socketio_queue import EmitFailed
 from .topology import REASON_HEADER, Topology
 
@@ -41,20 +43,8 @@ IDLE_POLL = 1.0
 NEXT_POLL = 0.002
 
 
-@dataclass
-class Backoff:
-    """Exponential delays between reconnection attempts, reset once connected."""
-
-    first: float = 0.5
-    longest: float = 30.0
-    current: float = field(default=0.0, init=False)
-
-    def next(self) -> float:
-        self.current = min(self.longest, self.current * 2 if self.current else self.first)
-        return self.current
-
-    def reset(self) -> None:
-        self.current = 0.0
+class StopWhileDown(Exception):
+    """Stop was asked while the database was down: the batch in hand stays unacknowledged."""
 
 
 class EventConsumer:
@@ -69,6 +59,7 @@ class EventConsumer:
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_depth: int = DEFAULT_MAX_DEPTH,
         prune_interval: float = 300.0,
+        backoff: Backoff | None = None,
     ):
         config = app.config
         self.app = app
@@ -85,6 +76,7 @@ class EventConsumer:
         self.connection_errors = (OSError, *Connection(self.broker_url).connection_errors)
         self.batch: list[Message] = []
         self.stopping = threading.Event()
+        self.backoff = backoff or Backoff()
         self.stats = {"stored": 0, "dead_lettered": 0, "batches": 0}
         self._next_prune = 0.0
 
@@ -99,6 +91,9 @@ class EventConsumer:
             batch_wait=config["CONSUMER_BATCH_WAIT_MS"] / 1000,
             max_bytes=config["EVENT_MAX_BYTES"],
             max_depth=config["EVENT_MAX_DEPTH"],
+            backoff=Backoff(
+                config["CONSUMER_RETRY_BASE_MS"] / 1000, config["CONSUMER_RETRY_MAX_MS"] / 1000
+            ),
         )
 
     def stop(self) -> None:
@@ -108,26 +103,23 @@ class EventConsumer:
     def run(self) -> None:
         """Consume until ``stop()``; reconnect with backoff after any failure."""
         log.info("consumer starting: queue %s on %s", self.topology.queue.name, self._where())
-        backoff = Backoff()
         while not self.stopping.is_set():
             try:
-                self._run_connected(backoff)
+                self._run_connected()
+            except StopWhileDown:
+                pass
             except self.connection_errors as error:
-                log.warning("broker connection lost: %s", _describe(error))
+                self._pause("broker connection lost", error)
             except EmitFailed as error:
-                log.warning("emit failed, events will be redelivered: %s", _describe(error))
-            except SQLAlchemyError as error:
-                log.warning("database error, events will be redelivered: %s", _describe(error))
+                self._pause("Socket.IO message queue unavailable", error)
+            except Exception as error:
+                if not database_down(error):
+                    # A bug must not take the service down for good: log it whole, back off.
+                    log.exception("unexpected error; events will be redelivered")
                 self._reset_database_session()
-            except Exception:
-                # A bug must not take the service down for good: log it whole, back off, retry.
-                log.exception("unexpected error; events will be redelivered")
-                self._reset_database_session()
+                what = "database unavailable" if database_down(error) else "unexpected error"
+                self._pause(what, error)
             self.batch.clear()  # unacknowledged: the broker hands them out again
-            if not self.stopping.is_set():
-                delay = backoff.next()
-                log.info("reconnecting in %.1fs", delay)
-                self.stopping.wait(delay)
         log.info(
             "consumer stopped: %d stored, %d dead-lettered in %d batches",
             self.stats["stored"],
@@ -135,12 +127,26 @@ class EventConsumer:
             self.stats["batches"],
         )
 
+    def _pause(self, what: str, error: BaseException) -> None:
+        """One warning line (what is down, the next wait), then the wait, before reconnecting."""
+        if self.stopping.is_set():
+            return
+        delay = self.backoff.next()
+        log.warning(
+            "%s (%s); reconnecting in %.2fs (attempt %d)",
+            what,
+            describe(error),
+            delay,
+            self.backoff.attempt,
+        )
+        self.stopping.wait(delay)
+
     def _where(self) -> str:
         if self.broker_url.startswith("memory://"):
             return "the in-process bus"
         return Connection(self.broker_url).as_uri()  # password masked
 
-    def _run_connected(self, backoff: Backoff) -> None:
+    def _run_connected(self) -> None:
         transport_options = {"confirm_publish": True}
         if self.broker_url.startswith("memory://"):
             # The in-process bus polls; kombu's default second would be felt in the UI.
@@ -160,25 +166,25 @@ class EventConsumer:
             )
             with consumer:
                 log.info("connected; consuming with prefetch %d", self.prefetch)
-                backoff.reset()
                 self._consume(connection, dead_letters)
 
     def _consume(self, connection: Connection, dead_letters: Producer) -> None:
         multiple_ack = connection.transport.driver_type == "amqp"
         while not self.stopping.is_set():
-            # Deliveries can arrive while a dead letter waits for its publisher confirm:
-            # those are already in hand and must not wait for the next message.
+            # Deliveries can arrive while a dead letter waits for its publisher confirm,
+            # or while a batch waits for the database: those are already in hand.
             if not self.batch and not self._wait(connection, IDLE_POLL):
                 connection.heartbeat_check()
+                self.backoff.reset()  # connected and quiet for a while: the broker is fine
                 self._prune_if_due()
                 continue
             deadline = time.monotonic() + self.batch_wait
             while len(self.batch) < self.batch_size and time.monotonic() < deadline:
                 if not self._wait(connection, NEXT_POLL):
                     break
-            self._handle_batch(dead_letters, multiple_ack)
+            self._handle_batch(connection, dead_letters, multiple_ack)
         if self.batch:
-            self._handle_batch(dead_letters, multiple_ack)
+            self._handle_batch(connection, dead_letters, multiple_ack)
         log.info("stop requested; batch in hand handled and acknowledged")
 
     @staticmethod
@@ -191,10 +197,14 @@ class EventConsumer:
             return False
         return True
 
-    def _handle_batch(self, dead_letters: Producer, multiple_ack: bool) -> None:
+    def _take_batch(self) -> list[Message]:
         # Copy, then empty in place: the kombu consumer appends to this very list.
-        messages = self.batch[:]
-        self.batch.clear()
+        messages = self.batch[: self.batch_size]
+        del self.batch[: len(messages)]
+        return messages
+
+    def _handle_batch(self, connection: Connection, dead_letters: Producer, multiple_ack) -> None:
+        messages = self._take_batch()
         if not messages:  # the wait returned on a frame that was not a delivery
             return
         valid = []
@@ -204,9 +214,7 @@ class EventConsumer:
             except InvalidEnvelope as error:
                 self._dead_letter(dead_letters, message, str(error))
         if valid:
-            with self.app.app_context():
-                stored = store.store_batch(db.session, valid)
-                db.session.commit()
+            stored = self._store_with_retries(connection, valid, len(messages))
             metrics.events_stored(stored)
             self.emitter.emit(stored)
             metrics.events_emitted(len(stored))
@@ -217,7 +225,48 @@ class EventConsumer:
         else:
             for message in messages:
                 message.ack()
+        self.backoff.reset()
         metrics.batch_consumed(len(messages))
+
+    def _store_with_retries(self, connection: Connection, valid, held: int) -> list:
+        """Store ``valid``, retrying with backoff while the database is unreachable.
+
+        The batch stays in hand meanwhile: its messages are neither acknowledged nor
+        handed back, so the broker sends nothing again, and the connection is kept
+        alive (heartbeats) while the rest of the prefetch window arrives and waits.
+        """
+        while True:
+            try:
+                with self.app.app_context():
+                    stored = store.store_batch(db.session, valid)
+                    db.session.commit()
+                return stored
+            except Exception as error:
+                self._reset_database_session()
+                if not database_down(error):
+                    raise
+                if self.stopping.is_set():
+                    log.warning(
+                        "stop requested while the database is down; %d messages in hand "
+                        "left unacknowledged for redelivery",
+                        held + len(self.batch),
+                    )
+                    raise StopWhileDown from None
+                self._hold(connection, held, error)
+
+    def _hold(self, connection: Connection, held: int, error: BaseException) -> None:
+        delay = self.backoff.next()
+        log.warning(
+            "database unavailable (%s); holding %d messages, retrying in %.2fs (attempt %d)",
+            describe(error),
+            held + len(self.batch),
+            delay,
+            self.backoff.attempt,
+        )
+        deadline = time.monotonic() + delay
+        while not self.stopping.is_set() and (left := deadline - time.monotonic()) > 0:
+            self._wait(connection, min(left, IDLE_POLL))
+            connection.heartbeat_check()
 
     def _dead_letter(self, producer: Producer, message: Message, reason: str) -> None:
         log.warning("dead-lettering message %s: %s", _message_label(message), reason)
@@ -241,21 +290,32 @@ class EventConsumer:
             return
         self._next_prune = now + self.prune_interval
         max_age, max_count = self.retention
-        with self.app.app_context():
-            deleted = store.prune(db.session, max_age, max_count)
+        try:
+            with self.app.app_context():
+                deleted = store.prune(db.session, max_age, max_count)
+        except Exception as error:
+            self._reset_database_session()
+            if not database_down(error):
+                raise
+            log.warning(
+                "database unavailable (%s); pruning again in %.0fs",
+                describe(error),
+                self.prune_interval,
+            )
+            return
         if deleted:
             log.info("pruned %d events past retention", deleted)
 
     def _reset_database_session(self) -> None:
+        """Drop the session and its connection, so the next attempt starts afresh."""
         with self.app.app_context():
-            db.session.rollback()
-            db.session.remove()
+            try:
+                db.session.rollback()
+                db.session.remove()
+            except Exception as error:  # the server may be gone; the pool reconnects later
+                log.info("database session dropped uncleanly: %s", describe(error))
 
 
 def _message_label(message: Message) -> str:
     properties = message.properties or {}
     return str(properties.get("message_id") or message.delivery_tag)
-
-
-def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"[:300]
