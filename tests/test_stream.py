@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 import socket
-import time
 from pathlib import Path
 
 import pytest
@@ -36,6 +35,21 @@ def connect(site, clients, email="bob@example.com", transport="websocket", **kwa
 
 def tick(price, key="ACME", type_="tick", topic="market.ticks"):
     return {"topic": topic, "type": type_, "payload": {"price": price}, "key": key}
+
+
+def wait_for_id(client: StreamClient, event_id: str) -> None:
+    """Until ``event_id`` has arrived: sent after what must not arrive, it proves that
+    anything sent before it would have come by now."""
+    wait_for(lambda: event_id in {e["id"] for e in client.events}, 10, message=event_id)
+
+
+def send_last_notice(admin_browser, url: str, *clients: StreamClient) -> None:
+    """A notice to everyone, waited for by each of ``clients``: one sent before it to
+    someone who should not have it would have come by now."""
+    counts = [len(client.notices) for client in clients]
+    send_admin_notice(admin_browser, url, level="info", title="Last", target="all")
+    for client, count in zip(clients, counts, strict=True):
+        wait_for(lambda c=client, n=count: len(c.notices) > n, 10, message="the last notice")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -95,8 +109,11 @@ def test_type_and_key_filters_apply_on_the_server(site, clients):
         ],
     )
     everything.wait_for_events(5)
-    time.sleep(0.3)
-    assert [e["payload"]["price"] for e in client.events] == [3, 5]
+    # The room delivers in seq order: once a later matching tick is in, nothing filtered
+    # out before it can still come.
+    marker = ingest(site["url"], site["token"], [tick(6)])
+    wait_for_id(client, marker[0])
+    assert [e["payload"]["price"] for e in client.events] == [3, 5, 6]
 
 
 def test_forbidden_topics_are_denied_and_never_joined(site, clients):
@@ -104,10 +121,14 @@ def test_forbidden_topics_are_denied_and_never_joined(site, clients):
     ack = client.call("subscribe", {"topics": ["market.ticks", "audit", "user.1", "secret.stuff"]})
     assert ack["ok"] and ack["subscribed"] == ["market.ticks"]
     assert ack["denied"] == ["audit", "user.1", "secret.stuff"]
+    # An admin who may read them proves the forbidden events were really sent.
+    witness = connect(site, clients, email="ada@example.com")
+    witness.call("subscribe", {"topics": ["audit", "user.1"]})
     ingest(site["url"], site["token"], [tick(1, topic="audit"), tick(2, topic="user.1"), tick(3)])
-    client.wait_for_events(1)
-    time.sleep(0.3)
-    assert [e["topic"] for e in client.events] == ["market.ticks"]
+    witness.wait_for_events(2)
+    marker = ingest(site["url"], site["token"], [tick(4)])
+    wait_for_id(client, marker[0])
+    assert [e["payload"]["price"] for e in client.events] == [3, 4]
 
 
 def test_admins_may_read_admin_topics_and_users_their_own(site, clients):
@@ -143,10 +164,13 @@ def test_unsubscribe_stops_delivery(site, clients):
     client.call("subscribe", {"topics": ["market.ticks", "system.metrics"]})
     ack = client.call("unsubscribe", {"topics": ["market.ticks"]})
     assert ack == {"ok": True, "subscribed": ["system.metrics"]}
+    witness = connect(site, clients)
+    witness.call("subscribe", {"topics": ["market.ticks"]})
     ingest(site["url"], site["token"], [tick(1), tick(2, topic="system.metrics", type_="host")])
-    client.wait_for_events(1)
-    time.sleep(0.3)
-    assert [e["topic"] for e in client.events] == ["system.metrics"]
+    witness.wait_for_events(1)  # the tick went out to its room
+    marker = ingest(site["url"], site["token"], [tick(3, topic="system.metrics", type_="host")])
+    wait_for_id(client, marker[0])
+    assert [e["topic"] for e in client.events] == ["system.metrics", "system.metrics"]
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
@@ -169,8 +193,9 @@ def test_reconnecting_with_since_replays_exactly_the_missed_events(site, clients
     assert ack["ok"] and ack["replayed"] == 4 and ack["gap"] is False
     live = ingest(site["url"], site["token"], [tick(7)])
     again.wait_for_events(5)
-    time.sleep(0.3)
-    assert [e["id"] for e in again.events] == missed + live
+    marker = ingest(site["url"], site["token"], [tick(8)])  # after any late duplicate
+    wait_for_id(again, marker[0])
+    assert [e["id"] for e in again.events] == missed + live + marker
     assert not set(seen) & {e["id"] for e in again.events}
 
 
@@ -265,9 +290,9 @@ def test_notices_reach_the_targeted_users_as_notice_events(site, clients):
     )
     wait_for(lambda: len(bob.notices) == 2, 10, message="bob's notices")
     wait_for(lambda: len(ada.notices) == 1, 10, message="ada's notice")
-    time.sleep(0.3)
-    assert [n["title"] for n in bob.notices] == ["Maintenance", "For Bob"]
-    assert [n["title"] for n in ada.notices] == ["Maintenance"]
+    send_last_notice(ada.browser, site["url"], bob, ada)
+    assert [n["title"] for n in bob.notices] == ["Maintenance", "For Bob", "Last"]
+    assert [n["title"] for n in ada.notices] == ["Maintenance", "Last"]
     assert set(bob.notices[0]) == {"id", "level", "title", "body", "created_at"}
 
 
@@ -292,9 +317,9 @@ def test_admin_notices_from_the_page_reach_everyone_a_topic_or_one_user(site, cl
         assert "Notice sent." in sent.text, fields
     wait_for(lambda: len(bob.notices) == 3, 10, message="bob's three notices")
     wait_for(lambda: len(ada.notices) == 1, 10, message="ada's notice")
-    time.sleep(0.3)
-    assert [n["title"] for n in bob.notices] == ["To all", "To ticks", "To Bob"]
-    assert [n["title"] for n in ada.notices] == ["To all"]
+    send_last_notice(admin, site["url"], bob, ada)
+    assert [n["title"] for n in bob.notices] == ["To all", "To ticks", "To Bob", "Last"]
+    assert [n["title"] for n in ada.notices] == ["To all", "Last"]
     listed = bob.browser.get(f"{site['url']}/notices", timeout=10).text
     assert "To Bob" in listed and "To all" in listed
     assert "To Bob" not in ada.browser.get(f"{site['url']}/notices", timeout=10).text
