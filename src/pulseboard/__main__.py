@@ -1,5 +1,5 @@
 """``python -m pulseboard …``: the same commands as the ``pulseboard`` script."""
 
-from .cli import main
+from .scripts import main
 
 main()

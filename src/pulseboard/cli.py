@@ -83,23 +83,3 @@ def disable_user(email: str, enable: bool) -> None:
     user = _user_by_email(email)
     set_disabled(user, not enable)
     click.echo(f"{email} is {'enabled' if enable else 'disabled; its sessions are ended'}")
-
-
-class ConfigurationProblem(click.ClickException):
-    exit_code = 78  # EX_CONFIG: systemd and shells see "fix the configuration"
-
-
-def _create_app():
-    from . import ConfigError, create_app
-
-    try:
-        return create_app()
-    except ConfigError as error:
-        raise ConfigurationProblem(str(error)) from None
-
-
-def main() -> None:
-    """The ``pulseboard`` console script: Flask's CLI bound to this app."""
-    from flask.cli import FlaskGroup
-
-    FlaskGroup(create_app=_create_app, help="Pulseboard operator commands.")()

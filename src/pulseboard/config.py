@@ -19,6 +19,7 @@ from limits import parse_many
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from .config_error import ConfigError
 from .oauth_config import load_oauth_config
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -45,10 +46,6 @@ _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?\Z")
 # A development key is fine on a laptop and fatal anywhere else, so it is only
 # ever filled in for the development and test environments.
 _DEV_SECRET_KEY = "dev-only-secret-key-not-for-production"  # noqa: S105
-
-
-class ConfigError(ValueError):
-    """A setting is missing or malformed; the message names the variable."""
 
 
 class _Reader:

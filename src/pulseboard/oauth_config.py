@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .config_error import ConfigError
+
 # Provider name → (label on buttons, Bootstrap Icons name).
 PROVIDER_LOOK = {
     "google": ("Google", "google"),
@@ -32,8 +34,6 @@ def load_oauth_config(read) -> dict:
 
     ``read`` is config._Reader; returns {"OAUTH_PROVIDERS": {name: settings}}.
     """
-    # Imported here: config.py imports this module while it is itself loading.
-    from .config import ConfigError
 
     def pair(prefix: str, client_id: str | None, secret: str | None) -> bool:
         if client_id and not secret:
@@ -112,12 +112,12 @@ def load_oauth_config(read) -> dict:
     key_path = read.str("APPLE_PRIVATE_KEY_PATH")
     if apple_id:
         if not apple["APPLE_PRIVATE_KEY"] and key_path:
-            apple["APPLE_PRIVATE_KEY"] = _read_key_file(key_path, ConfigError)
+            apple["APPLE_PRIVATE_KEY"] = _read_key_file(key_path)
         for name, value in apple.items():
             if not value:
                 hint = " (or APPLE_PRIVATE_KEY_PATH)" if name == "APPLE_PRIVATE_KEY" else ""
                 raise ConfigError(f"{name}{hint} is not set but APPLE_CLIENT_ID is")
-        _check_ec_key(apple["APPLE_PRIVATE_KEY"], ConfigError)
+        _check_ec_key(apple["APPLE_PRIVATE_KEY"])
         providers["apple"] = _oidc(
             "apple",
             apple_id,
@@ -161,16 +161,16 @@ def _oauth2(name, client_id, client_secret, scope, **endpoints) -> dict:
     return {**_base(name, client_id, client_secret, "oauth2", scope), **endpoints}
 
 
-def _read_key_file(path: str, error_class) -> str:
+def _read_key_file(path: str) -> str:
     try:
         return Path(path).read_text()
     except OSError as error:
-        raise error_class(
+        raise ConfigError(
             f"APPLE_PRIVATE_KEY_PATH {path!r} cannot be read: {error.strerror}"
         ) from None
 
 
-def _check_ec_key(pem: str, error_class) -> None:
+def _check_ec_key(pem: str) -> None:
     """Fail at start-up, not at the first Apple sign-in, when the key is unusable."""
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
@@ -180,6 +180,6 @@ def _check_ec_key(pem: str, error_class) -> None:
     except (ValueError, TypeError):
         key = None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise error_class(
+        raise ConfigError(
             "APPLE_PRIVATE_KEY must be the .p8 key from Apple (PEM text of an EC private key)"
         )

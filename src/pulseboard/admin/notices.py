@@ -29,7 +29,7 @@ from ..stream.control import session_room, user_room
 from ..stream.rights import live_rights, still_holds, sweeper
 from ..stream.state import SocketOwner, registry
 from . import bp
-from .routes import admin_required
+from .access import admin_required
 
 LEVELS = ("info", "success", "warning", "danger")
 NOTICES_TOPIC = "notices"

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from functools import wraps
-
 from flask import abort, flash, redirect, render_template, request, url_for
-from flask_login import current_user, login_required
+from flask_login import current_user
 from sqlalchemy import func, select
 
 from ..auth.session_control import set_disabled
@@ -13,17 +11,8 @@ from ..extensions import db
 from ..models import Event, User
 from ..settings.forms import ConfirmForm
 from . import bp
-
-
-def admin_required(view):
-    @wraps(view)
-    @login_required
-    def wrapper(*args, **kwargs):
-        if not current_user.is_admin:
-            abort(403)
-        return view(*args, **kwargs)
-
-    return wrapper
+from .access import admin_required
+from .notices import NoticeForm
 
 
 @bp.get("/")
@@ -36,8 +25,6 @@ def index():
         "disabled": db.session.scalar(select(func.count(User.id)).where(User.disabled)),
         "events": db.session.scalar(select(func.count(Event.seq))),
     }
-    from .notices import NoticeForm
-
     return render_template("admin/index.html", users=users, stats=stats, notice_form=NoticeForm())
 
 

@@ -27,7 +27,7 @@ from ..metrics import read
 from ..models import Event
 from ..settings.forms import ConfirmForm
 from . import bp
-from .routes import admin_required
+from .access import admin_required
 
 log = logging.getLogger(__name__)
 

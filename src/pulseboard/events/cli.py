@@ -10,6 +10,7 @@ from ..extensions import db
 from . import store
 from .envelope import InvalidEnvelope, loads
 from .producer import Producer, PublishError
+from .service import run_service
 
 events_cli = AppGroup("events", help="Publish and consume events.")
 
@@ -40,8 +41,6 @@ def publish_command(topic: str, type_: str, payload: str, key: str | None) -> No
 @events_cli.command("consume")
 def consume_command() -> None:
     """Run the consumer service until SIGTERM or Ctrl-C."""
-    from .service import run_service
-
     run_service(current_app._get_current_object())
 
 

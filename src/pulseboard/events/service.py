@@ -1,9 +1,10 @@
 """Running the consumer: as its own service, or embedded in the web process.
 
-As a service (``flask events consume``, ``pulseboard-consumer``, the systemd
-unit) it emits through Socket.IO's message queue and stops cleanly on SIGTERM
-or SIGINT.  Embedded (``BROKER_URL=memory://``, ``make dev``) it runs as a
-background task of the web process and emits into its Socket.IO server.
+As a service (``flask events consume``, ``pulseboard-consumer`` from
+``pulseboard.scripts``, the systemd unit) it emits through Socket.IO's message
+queue and stops cleanly on SIGTERM or SIGINT.  Embedded (``BROKER_URL=memory://``,
+``make dev``) it runs as a background task of the web process and emits into
+its Socket.IO server.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 
 from .. import metrics
 from ..extensions import socketio
+from ..logs import make_handler
 from .consumer import EventConsumer
 from .emitter import Emitter
 
@@ -47,8 +49,6 @@ def run_service(app) -> None:
 
 def log_to_stdout(json_lines: bool) -> None:
     """A service logs its lifecycle to stdout, one line each (journald under systemd)."""
-    from ..logs import make_handler
-
     root = logging.getLogger()
     for handler in list(root.handlers):
         if getattr(handler, "pulseboard", False):
@@ -63,15 +63,3 @@ def start_embedded(app) -> EventConsumer:
     consumer = EventConsumer.from_app(app, Emitter.in_process(socketio))
     socketio.start_background_task(consumer.run)
     return consumer
-
-
-def main() -> None:
-    """The ``pulseboard-consumer`` console script."""
-    from .. import ConfigError, create_app
-
-    try:
-        app = create_app()
-    except ConfigError as error:
-        print(f"pulseboard-consumer: configuration error: {error}", file=sys.stderr)
-        raise SystemExit(78) from None
-    run_service(app)
