@@ -228,6 +228,9 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         # Seconds between checks that each socket's session and rights still hold: the
         # longest a socket outlives a sign-out whose disconnect message was lost.
         "STREAM_RIGHTS_CHECK_SECONDS": read.int("STREAM_RIGHTS_CHECK_SECONDS", 5, minimum=1),
+        # Seconds between checks that this instance got every event of its sockets'
+        # topics through the fan-out; what it missed is delivered from the log.
+        "STREAM_REPAIR_SECONDS": read.int("STREAM_REPAIR_SECONDS", 2, minimum=1),
         # permessage-deflate on WebSockets: CPU and a zlib context per connection.
         "STREAM_WS_COMPRESSION": read.bool("STREAM_WS_COMPRESSION", False),
         # HTTP ingest

@@ -13,7 +13,7 @@ import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, func, select
@@ -136,6 +136,30 @@ def events_since(
 
 def latest_seq(session: Session) -> int:
     return session.scalar(select(func.max(Event.seq))) or 0
+
+
+def latest_seq_on(session: Session, topic: str) -> int:
+    """The newest seq on ``topic`` (0 for none): one look at the (topic, seq) index."""
+    return session.scalar(select(func.max(Event.seq)).where(Event.topic == topic)) or 0
+
+
+def events_stored_before(
+    session: Session, topic: str, after: int, before: datetime, limit: int
+) -> list[StoredEvent]:
+    """Up to ``limit`` events on ``topic`` after seq ``after``, oldest first, up to the
+    first one stored at or after ``before`` (one still on its way to the browsers)."""
+    rows = session.scalars(
+        select(Event)
+        .where(Event.topic == topic, Event.seq > after)
+        .order_by(Event.seq)
+        .limit(limit)
+    ).all()
+    settled = []
+    for row in rows:
+        if row.stored_at >= before:
+            break
+        settled.append(row)
+    return readable(settled)
 
 
 # Deleting in slices keeps each transaction (and MySQL's undo log) small.

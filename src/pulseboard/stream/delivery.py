@@ -32,6 +32,7 @@ from socketio import packet
 
 from ..events.emitter import EVENTS, NAMESPACE
 from ..events.socketio_queue import KombuManager
+from .repair import repair
 from .state import registry
 from .wire import SharedPacket
 
@@ -76,6 +77,8 @@ class StreamDelivery(socketio.Manager):
 
     def deliver_events(self, room: str, batch: list[dict]) -> None:
         """Send ``batch`` now if the room is idle, else with the room's next round."""
+        if batch:
+            repair.saw(room.removeprefix("topic:"), max(event["seq"] for event in batch))
         with self._waiting_lock:
             waiting = self._waiting.get(room)
             if waiting is not None:

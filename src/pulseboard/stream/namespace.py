@@ -23,6 +23,7 @@ from ..metrics.sockets import gauges
 from .access import may_subscribe
 from .control import session_room, user_room
 from .delivery import deliverable
+from .repair import repair
 from .replay import NotReading, replay
 from .rights import sweeper
 from .state import ABUSE_LIMIT, SocketState, registry
@@ -47,7 +48,9 @@ class StreamNamespace(Namespace):
         join_room(user_room(state.user_id))
         join_room(session_room(state.session_key))
         gauges.connected(self.socketio.server, request.sid, state.user_id)
-        sweeper.ensure_running(self.socketio, current_app._get_current_object())
+        app = current_app._get_current_object()
+        sweeper.ensure_running(self.socketio, app)
+        repair.ensure_running(self.socketio, app)
         log.info("socket %s connected: user %s", request.sid, state.user_id)
 
     def on_disconnect(self, reason=None):
