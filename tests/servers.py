@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -208,3 +209,60 @@ class PrivateMariaDB:
         if self.process is not None:
             stop(self.process, timeout=30)
             self.process = None
+
+
+@contextlib.contextmanager
+def private_rabbitmq():
+    """A RabbitMQ node of its own; yields (amqp URL, node name).
+
+    Debian's rabbitmq-server runs the node as the rabbitmq user (with that user's
+    Erlang cookie, which rabbitmqctl uses too), so its folder is that user's, and
+    its own config file replaces the system's fixed listener."""
+    if shutil.which("rabbitmq-server") is None:
+        raise RuntimeError("rabbitmq-server is not installed (required)")
+    port, dist_port = free_port(), free_port()
+    node = f"pbt{secrets.token_hex(3)}@localhost"
+    directory = Path(tempfile.mkdtemp(prefix="pulseboard-rabbitmq-"))
+    (directory / "mnesia").mkdir()
+    (directory / "log").mkdir()
+    (directory / "plugins").write_text("[].\n")
+    (directory / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{port}\n")
+    directory.chmod(0o755)
+    subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(directory)], check=True)
+    env = {
+        **os.environ,
+        "RABBITMQ_NODENAME": node,
+        "RABBITMQ_NODE_PORT": str(port),
+        "RABBITMQ_DIST_PORT": str(dist_port),
+        "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
+        "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
+        "RABBITMQ_LOG_BASE": str(directory / "log"),
+        "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "plugins"),
+    }
+    subprocess.run(["rabbitmq-server", "-detached"], env=env, check=True, timeout=60)
+    try:
+        # The detached node takes a moment to be reachable at all; then it boots.
+        deadline = time.monotonic() + 60
+        while not _answers(node):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"RabbitMQ node {node} did not start within 60 s")
+            time.sleep(0.5)
+        yield f"amqp://guest:guest@127.0.0.1:{port}//", node
+    finally:
+        with contextlib.suppress(subprocess.SubprocessError):
+            rabbitmqctl(node, "stop", timeout=60)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def _answers(node: str) -> bool:
+    try:
+        rabbitmqctl(node, "await_startup", timeout=30)
+    except subprocess.CalledProcessError:
+        return False
+    return True
+
+
+def rabbitmqctl(node: str, *args: str, timeout: float = 60) -> None:
+    subprocess.run(
+        ["rabbitmqctl", "-q", "-n", node, *args], check=True, timeout=timeout, capture_output=True
+    )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 
@@ -23,6 +22,7 @@ from .pipeline import (
     publish_stream,
     wait_for,
 )
+from .servers import private_rabbitmq, rabbitmqctl
 
 
 @pytest.fixture
@@ -154,21 +154,27 @@ def publish_in_background(pipeline: Pipeline, count: int, prefix: str):
     return thread, result
 
 
-def test_rabbitmq_restarted_in_the_middle_of_a_5000_event_stream_loses_nothing(pipeline):
-    consumer = pipeline.start_consumer()
-    thread, result = publish_in_background(pipeline, 5000, "restart")
-    wait_for(lambda: pipeline.log.count() >= 1000, 60, message="1000 events stored")
+def test_rabbitmq_restarted_in_the_middle_of_a_5000_event_stream_loses_nothing(mysql_url, tmp_path):
+    # A node of the test's own: restarting the shared broker would cut every other user.
+    with private_rabbitmq() as (broker_url, node):
+        pipeline = Pipeline(mysql_url, broker_url, tmp_path)
+        try:
+            consumer = pipeline.start_consumer()
+            thread, result = publish_in_background(pipeline, 5000, "restart")
+            wait_for(lambda: pipeline.log.count() >= 1000, 60, message="1000 events stored")
 
-    subprocess.run(["rabbitmqctl", "stop_app"], check=True, capture_output=True, timeout=60)
-    time.sleep(1)
-    subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True, timeout=60)
+            rabbitmqctl(node, "stop_app")
+            time.sleep(1)
+            rabbitmqctl(node, "start_app")
 
-    thread.join(180)
-    assert "error" not in result, result.get("error")
-    wait_for(lambda: pipeline.log.count() >= 5000, 120, interval=0.5, message="5000 stored")
-    assert_log_holds_exactly(pipeline, result["ids"])
-    assert "broker connection lost" in consumer.output()
-    assert consumer.output().count("connected; consuming") >= 2
+            thread.join(180)
+            assert "error" not in result, result.get("error")
+            wait_for(lambda: pipeline.log.count() >= 5000, 120, interval=0.5, message="5000 stored")
+            assert_log_holds_exactly(pipeline, result["ids"])
+            assert "broker connection lost" in consumer.output()
+            assert consumer.output().count("connected; consuming") >= 2
+        finally:
+            pipeline.close()
 
 
 def test_consumer_killed_in_the_middle_of_a_5000_event_stream_loses_nothing(pipeline):
