@@ -28,6 +28,12 @@ SOCKET_SESSION_KEY = "pulseboard.socket_session"
 REFRESH_INTERVAL = timedelta(minutes=1)
 
 
+def store_id(sid: str) -> str:
+    """The key a session is stored (and its sockets bound) under: a hash of the cookie's
+    session id, so the table holds no live session id."""
+    return hashlib.sha256(sid.encode()).hexdigest()
+
+
 class DatabaseSession(ServerSideSession):
     stored_expiry = None
 
@@ -48,7 +54,7 @@ class DatabaseSessionInterface(ServerSideSessionInterface):
         self.absolute_lifetime = app.config["SESSION_ABSOLUTE_LIFETIME"]
 
     def _get_store_id(self, sid: str) -> str:
-        return hashlib.sha256(sid.encode()).hexdigest()
+        return store_id(sid)
 
     def open_session(self, app: Flask, request: Request) -> DatabaseSession:
         # Socket.IO runs every event of a connection in a request context built from

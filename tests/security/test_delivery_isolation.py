@@ -19,9 +19,9 @@ import pytest
 import socketio
 from sqlalchemy import create_engine, insert, select
 
-from pulseboard.events.emitter import NAMESPACE
 from pulseboard.models import Event
 from pulseboard.stream.delivery import LocalStreamManager
+from pulseboard.stream.names import NAMESPACE
 from pulseboard.stream.state import SocketState, TopicFilter, registry
 
 from ..pipeline import wait_for

@@ -19,13 +19,12 @@ from wtforms import RadioField, SelectChoice, SelectField, StringField, TextArea
 from wtforms.validators import InputRequired, Length, Optional
 
 from ..auth.session_control import current_store_id
-from ..events.emitter import ADMIN_NAMESPACE
 from ..events.envelope import TOPIC, InvalidEnvelope
 from ..events.producer import PublishError, shared_producer
 from ..extensions import db
 from ..models import User
 from ..stream.access import user_topic
-from ..stream.control import session_room, user_room
+from ..stream.names import ADMIN_NAMESPACE, NOTICE, session_room, user_room
 from ..stream.rights import live_rights, still_holds, sweeper
 from ..stream.state import SocketOwner, registry
 from . import bp
@@ -77,7 +76,7 @@ def publish_notice(notice: Notice) -> str:
     producer = shared_producer(current_app._get_current_object())
     payload = {"level": notice.level, "title": notice.title.strip(), "body": notice.body.strip()}
     try:
-        return producer.publish(notice.topic(), "notice", payload)
+        return producer.publish(notice.topic(), NOTICE, payload)
     except (InvalidEnvelope, PublishError) as error:
         raise NoticeError(str(error)) from error
 

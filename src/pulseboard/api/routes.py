@@ -19,6 +19,7 @@ from ..database import utcnow
 from ..events.envelope import InvalidEnvelope, format_timestamp, loads, parse
 from ..events.producer import PublishError, shared_producer
 from ..extensions import db, limiter
+from ..stream.names import NOTICE
 from . import bp
 from .tokens import allows_topic, find_active_token
 
@@ -27,7 +28,7 @@ from .tokens import allows_topic, find_active_token
 # broadcasts.  Admins send them from the admin page, the /admin namespace or the
 # CLI; a producer token never may, whatever its patterns.  The type is compared
 # without case, as MySQL's collation compares it when listing notices.
-RESERVED_TYPES = frozenset({"notice"})
+RESERVED_TYPES = frozenset({NOTICE})
 RESERVED_TOPICS = frozenset({"notices"})
 
 

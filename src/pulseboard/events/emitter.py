@@ -10,17 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 
+from ..stream.names import EVENTS, NAMESPACE, topic_room
 from .socketio_queue import KombuManager
 from .store import StoredEvent
-
-NAMESPACE = "/stream"
-# Admin tools that speak Socket.IO: broadcast notices (admin/notices.py).
-ADMIN_NAMESPACE = "/admin"
-EVENTS = "events"
-
-
-def topic_room(topic: str) -> str:
-    return f"topic:{topic}"
 
 
 class Emitter:

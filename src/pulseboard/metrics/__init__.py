@@ -186,8 +186,8 @@ def http_request(endpoint: str, method: str, status: int, seconds: float) -> Non
         m.rate_limited.labels("http", endpoint).inc()
 
 
-def socket_rate_limited() -> None:
-    get().rate_limited.labels("socket", "/stream").inc()
+def socket_rate_limited(namespace: str) -> None:
+    get().rate_limited.labels("socket", namespace).inc()
 
 
 def login(method: str, succeeded: bool) -> None:

@@ -17,11 +17,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 
+from ..stream.names import NAMESPACE
 from . import get
 
 log = logging.getLogger(__name__)
 
-NAMESPACE = "/stream"
 RECHECK_SECONDS = 10
 _USER_TOPIC = re.compile(r"^user\.\d+\Z")
 

@@ -2,20 +2,11 @@
 
 from __future__ import annotations
 
-from ..events.emitter import ADMIN_NAMESPACE, NAMESPACE
 from ..extensions import socketio
-from .delivery import DISCONNECT
+from .names import ADMIN_NAMESPACE, DISCONNECT, NAMESPACE, session_room, user_room
 
 # Every namespace whose sockets act for a signed-in user.
 SIGNED_IN_NAMESPACES = (NAMESPACE, ADMIN_NAMESPACE)
-
-
-def session_room(session_key: str) -> str:
-    return f"session:{session_key}"
-
-
-def user_room(user_id: int) -> str:
-    return f"user:{user_id}"
 
 
 def disconnect_rooms(rooms: list[str]) -> None:

@@ -8,10 +8,10 @@ that does not carry the session cookie the connection was opened with.
 
 from __future__ import annotations
 
-import hashlib
 from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
 
+from ..sessions import store_id
 from .state import registry
 
 
@@ -35,4 +35,4 @@ class SessionBoundSockets:
         morsel = cookie.get(self.cookie_name)
         if morsel is None:
             return None
-        return hashlib.sha256(morsel.value.encode()).hexdigest()
+        return store_id(morsel.value)

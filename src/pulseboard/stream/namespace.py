@@ -17,12 +17,11 @@ from flask_socketio import Namespace, disconnect, emit, join_room, leave_room
 from .. import metrics
 from ..auth.session_control import current_store_id
 from ..events import store
-from ..events.emitter import EVENTS, NAMESPACE, topic_room
 from ..extensions import db
 from ..metrics.sockets import gauges
 from .access import may_subscribe
-from .control import session_room, user_room
 from .delivery import deliverable
+from .names import EVENTS, NAMESPACE, session_room, topic_room, user_room
 from .repair import repair
 from .replay import NotReading, replay
 from .rights import sweeper
@@ -133,7 +132,7 @@ class StreamNamespace(Namespace):
             disconnect()
             return None
         if not state.bucket.take():
-            metrics.socket_rate_limited()
+            metrics.socket_rate_limited(NAMESPACE)
             if state.bucket.refused > ABUSE_LIMIT:
                 log.warning("socket %s keeps flooding; disconnecting it", request.sid)
                 disconnect()

@@ -21,8 +21,8 @@ from datetime import timedelta
 
 from ..database import utcnow
 from ..events import store
-from ..events.emitter import topic_room
 from ..extensions import db
+from .names import topic_room
 from .state import registry
 
 log = logging.getLogger(__name__)

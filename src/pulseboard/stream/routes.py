@@ -10,6 +10,7 @@ from ..models import Event
 from ..navigation import demo_page
 from . import bp
 from .access import user_topic
+from .names import NOTICE
 
 NOTICES_SHOWN = 50
 
@@ -30,7 +31,7 @@ def notices():
     topics = ["notices", user_topic(current_user.id), *current_app.config["STREAM_PUBLIC_TOPICS"]]
     rows = db.session.scalars(
         select(Event)
-        .where(Event.type == "notice", Event.topic.in_(topics))
+        .where(Event.type == NOTICE, Event.topic.in_(topics))
         .order_by(Event.seq.desc())
         .limit(NOTICES_SHOWN)
     ).all()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..events.emitter import ADMIN_NAMESPACE, NAMESPACE
+from .names import ADMIN_NAMESPACE, NAMESPACE
 
 # Client messages: a steady 10 a second with bursts of 20 is plenty for a UI.
 CLIENT_RATE = 10.0
