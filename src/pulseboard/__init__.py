@@ -99,18 +99,23 @@ def register_extensions(app: Flask) -> None:
 def init_socketio(app: Flask) -> None:
     from .admin.notices import register as register_admin_namespace
     from .stream import wire
+    from .stream.backpressure import QueueLimits
     from .stream.delivery import LocalStreamManager, QueueStreamManager
     from .stream.guard import SessionBoundSockets
+    from .stream.internals import check_internals
     from .stream.namespace import register as register_stream
     from .stream.polling_guard import PollingBodyGuard
 
+    # Before anything is served: refuse to start on library versions the stream cannot use.
+    check_internals()
     config = app.config
     if config["BROKER_URL"].startswith("memory://"):
         manager = LocalStreamManager()
     else:
         manager = QueueStreamManager(config["BROKER_URL"], channel=config["SOCKETIO_CHANNEL"])
-    manager.max_queued_packets = config["STREAM_MAX_QUEUED_PACKETS"]
-    manager.max_queued_bytes = config["STREAM_MAX_QUEUED_KB"] * 1024
+    manager.limits = QueueLimits(
+        packets=config["STREAM_MAX_QUEUED_PACKETS"], bytes=config["STREAM_MAX_QUEUED_KB"] * 1024
+    )
     socketio.init_app(
         app,
         async_mode=async_mode(),

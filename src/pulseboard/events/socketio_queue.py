@@ -12,7 +12,8 @@ from __future__ import annotations
 import uuid
 
 import kombu
-import socketio
+
+from ..stream.internals import KombuHooks
 
 PUBLISH_RETRIES = 3
 
@@ -21,20 +22,20 @@ class EmitFailed(RuntimeError):
     """The Socket.IO message queue did not take a message."""
 
 
-class KombuManager(socketio.KombuManager):
-    def _queue(self):
+class KombuManager(KombuHooks):
+    def listener_queue(self):
         return kombu.Queue(
             f"python-socketio.{uuid.uuid4()}",
-            self._exchange(),
+            self.exchange(),
             durable=False,
             exclusive=True,
             auto_delete=True,
         )
 
-    def _publish(self, data):
+    def publish_message(self, data) -> None:
         try:
             producer = self.publisher_connection.Producer(
-                exchange=self._exchange(), **self.producer_options
+                exchange=self.exchange(), **self.producer_options
             )
             publish = self.publisher_connection.ensure(
                 producer, producer.publish, max_retries=PUBLISH_RETRIES

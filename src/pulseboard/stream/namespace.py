@@ -20,11 +20,11 @@ from ..events import store
 from ..extensions import db
 from ..metrics.sockets import gauges
 from .access import may_subscribe
-from .delivery import deliverable
 from .names import EVENTS, NAMESPACE, session_room, topic_room, user_room
 from .repair import repair
 from .replay import NotReading, replay
 from .rights import sweeper
+from .socket_write import deliverable
 from .state import ABUSE_LIMIT, SocketState, registry
 from .subscribe import InvalidRequest, parse_subscribe, parse_unsubscribe
 

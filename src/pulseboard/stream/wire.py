@@ -37,12 +37,32 @@ import time
 from collections import deque
 
 from engineio import packet as eio_packet
-from engineio.socket import Socket as EngineIOSocket
 from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode, ParseFailed
+
+from .internals import (
+    cache_encoded,
+    forget_server_socket,
+    gunicorn_socket,
+    has_simple_websocket,
+    is_ping_task,
+    nonblocking_socket,
+    queue_is_empty,
+    send_frame,
+    send_ping_now,
+    set_websocket_driver,
+    socket_of_handler,
+    websocket_driver,
+)
 
 # RFC 6455 1.3: the GUID appended to the client's key for Sec-WebSocket-Accept.
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 RECEIVE_BYTES = 4096
+
+
+def lean_websocket(eio_sid: str) -> LeanWebSocket | None:
+    """The ``LeanWebSocket`` serving an Engine.IO connection; None when the connection is
+    on long-polling or the stock WebSocket path."""
+    return serving.get(eio_sid)
 
 
 class WireText(str):
@@ -80,7 +100,8 @@ class SharedPacket(eio_packet.Packet):
     def encode(self, b64: bool = False):
         encoded = super().encode(b64)
         if type(encoded) is str:
-            encoded = self.encode_cache = WireText(encoded)
+            encoded = WireText(encoded)
+            cache_encoded(self, encoded)
         return encoded
 
 
@@ -89,13 +110,14 @@ def remainder_packet(data: bytes) -> eio_packet.Packet:
     text = WireText()
     text._frame = data
     pkt = eio_packet.Packet(eio_packet.MESSAGE, "")
-    pkt.encode_cache = text
+    cache_encoded(pkt, text)
     return pkt
 
 
 def framed_websocket(base: type, compression: bool) -> type:
-    """``base`` (the async driver's WebSocket wrapper) sending ready frames as they are,
-    and declining compression unless ``compression``."""
+    """``base`` (the async driver's WebSocket wrapper) sending ready frames as they are
+    when it runs on simple-websocket, and declining compression unless ``compression``."""
+    writes_frames = has_simple_websocket(base)
 
     class FramedWebSocket(base):
         def __call__(self, environ, start_response):
@@ -105,13 +127,9 @@ def framed_websocket(base: type, compression: bool) -> type:
             return super().__call__(environ, start_response)
 
         def send(self, message):
-            frame = getattr(message, "websocket_frame", None)
-            connection = getattr(self, "ws", None)  # simple-websocket's connection
-            if frame is None or connection is None:
+            if not writes_frames or type(message) is not WireText:
                 return super().send(message)
-            if not connection.connected:
-                raise OSError("WebSocket closed")
-            connection.sock.sendall(frame)
+            send_frame(self, message.websocket_frame)
 
     FramedWebSocket.__name__ = FramedWebSocket.__qualname__ = f"Framed{base.__name__}"
     return FramedWebSocket
@@ -135,7 +153,7 @@ class LeanWebSocket:
         self.connected = False
 
     def __call__(self, environ, start_response):
-        sock = environ.get("gunicorn.socket")
+        sock = gunicorn_socket(environ)
         if sock is None:
             return self.fallback(self.app, self.server)(environ, start_response)
         key = environ.get("HTTP_SEC_WEBSOCKET_KEY", "")
@@ -155,6 +173,7 @@ class LeanWebSocket:
         # request objects are freed as soon as this returns, and gunicorn closes only
         # its own descriptor.
         self.sock = sock.dup()
+        self.raw = nonblocking_socket(self.sock)  # its send() never waits
         self.protocol = FrameProtocol(client=False, extensions=[])
         self.parts: list = []
         self.size = 0
@@ -162,23 +181,20 @@ class LeanWebSocket:
         self.connected = True
         # What Engine.IO keeps of the handshake request need not hold gunicorn's reader.
         environ["wsgi.input"] = io.BytesIO()
-        environ.pop("gunicorn.socket", None)
-        environ.pop("eventlet.input", None)
+        forget_server_socket(environ)
         self.server.start_background_task(self._serve)
         # The connection is ours from the handshake on: gunicorn must not answer it too.
         raise StopIteration()
 
     def _serve(self) -> None:
         # Engine.IO's socket, whose handler this is: delivery may write through us directly.
-        eio_socket = getattr(self.app, "__self__", None)
-        if eio_socket is not None:
-            eio_socket.lean_websocket = self
+        eio_sid = socket_of_handler(self.app).sid
+        serving[eio_sid] = self
         try:
             self.app(self)
         finally:
             self.connected = False
-            if eio_socket is not None:
-                eio_socket.lean_websocket = None
+            serving.pop(eio_sid, None)
             self.sock.close()
 
     def wait(self):
@@ -225,10 +241,12 @@ class LeanWebSocket:
     def send(self, message) -> None:
         if not self.connected:
             raise OSError("WebSocket closed")
-        frame = getattr(message, "websocket_frame", None)
-        self._write(frame if frame is not None else self.protocol.send_data(message))
+        if type(message) is WireText:
+            self._write(message.websocket_frame)
+        else:
+            self._write(self.protocol.send_data(message))
 
-    def send_now(self, queue, packets: list) -> list:
+    def send_now(self, eio_socket, packets: list) -> list:
         """Write ready frames straight to the socket, without blocking; return the rest.
 
         Only when nothing else is waiting to be written (Engine.IO's queue empty,
@@ -237,15 +255,15 @@ class LeanWebSocket:
         a partly written frame as a packet holding its remaining bytes, for
         Engine.IO's queue and writer to send in order.
         """
-        if not self.connected or self.writing.locked() or not queue.empty():
+        if not self.connected or self.writing.locked() or not queue_is_empty(eio_socket):
             return packets
-        raw = getattr(self.sock, "_sock", self.sock)  # gevent's non-blocking socket under it
         for index, pkt in enumerate(packets):
-            frame = getattr(pkt.encode(), "websocket_frame", None)
-            if frame is None:
+            encoded = pkt.encode()
+            if type(encoded) is not WireText:
                 return packets[index:]
+            frame = encoded.websocket_frame
             try:
-                sent = raw.send(frame)
+                sent = self.raw.send(frame)
             except OSError:  # full (BlockingIOError) or broken: the writer finds out
                 return packets[index:]
             if sent < len(frame):
@@ -275,6 +293,10 @@ class LeanWebSocket:
                 self.sock.sendall(memoryview(data)[sent:])
 
 
+# Engine.IO sid -> the LeanWebSocket serving it, while it does.
+serving: dict[str, LeanWebSocket] = {}
+
+
 class Pinger:
     """Engine.IO's pings for every socket of the process from one greenlet, not one each.
 
@@ -294,7 +316,7 @@ class Pinger:
 
     def start_background_task(self, target, *args, **kwargs):
         """The server's own, except that a socket's ping task joins the queue."""
-        if getattr(target, "__func__", None) is EngineIOSocket._send_ping and not args:
+        if not args and is_ping_task(target):
             return self.schedule(target.__self__)
         return self._start_task(target, *args, **kwargs)
 
@@ -313,9 +335,7 @@ class Pinger:
                     self.server.sleep(wait)
                     continue
                 self.due.popleft()
-                if not socket.closing and not socket.closed:
-                    socket.last_ping = time.time()
-                    socket.send(eio_packet.Packet(eio_packet.PING))
+                send_ping_now(socket)
         finally:
             self.running = False
 
@@ -326,11 +346,11 @@ def install(eio_server, compression: bool = False) -> None:
 
     Engine.IO keeps its driver table per process; this server gets a copy.
     """
-    drivers = dict(eio_server._async)
-    framed = framed_websocket(drivers["websocket"], compression)
+    framed = framed_websocket(websocket_driver(eio_server), compression)
     if eio_server.async_mode == "gevent" and not compression:
-        drivers["websocket"] = type("LeanWebSocket", (LeanWebSocket,), {"fallback": framed})
+        set_websocket_driver(
+            eio_server, type("LeanWebSocket", (LeanWebSocket,), {"fallback": framed})
+        )
         eio_server.start_background_task = Pinger(eio_server).start_background_task
     else:
-        drivers["websocket"] = framed
-    eio_server._async = drivers
+        set_websocket_driver(eio_server, framed)

@@ -1,0 +1,353 @@
+"""The one place that touches private parts of the libraries under the stream.
+
+Delivery needs more of python-engineio than its public API offers: a socket's
+outgoing queue (to bound it), the server's table of async drivers (to put our
+WebSocket wrapper in), the ping task (to send every socket's pings from one
+greenlet), a packet's encoding cache (to frame one message for many sockets).
+It also relies on python-socketio's RabbitMQ hooks, gunicorn's socket in the
+WSGI environ, gevent's non-blocking socket and simple-websocket's connection.
+Each such touch is a small function here; nothing else in the package names a
+private part (``tests/test_internals.py`` keeps it so).
+
+An upgrade can move any of them, and twice a moved part silently switched a
+protection off.  ``check_internals()`` runs before the app serves: it looks for
+every part used here in the installed versions and refuses to start, naming the
+library, its version and what is missing.
+"""
+
+from __future__ import annotations
+
+import _socket
+import importlib
+import inspect
+import socket as stdlib_socket
+import time
+from collections import deque
+from collections.abc import Callable
+from importlib import metadata
+from types import MethodType
+
+import gevent.socket
+import socketio
+from engineio import packet as eio_packet
+from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
+from engineio.socket import Socket as EngineIOSocket
+
+# Engine.IO's async drivers this app runs on (pulseboard.async_mode()).
+ASYNC_MODES = ("threading", "gevent")
+# What delivery does with an Engine.IO socket's outgoing queue, in both drivers.
+QUEUE_METHODS = ("qsize", "empty", "put", "get_nowait", "task_done")
+# The driver table's entries Engine.IO and wire.install() use.
+DRIVER_KEYS = ("websocket", "queue", "queue_empty", "sleep", "thread")
+GUNICORN_SOCKET = "gunicorn.socket"
+
+
+class LibraryInternalsMissing(RuntimeError):
+    """An installed library lacks a private part the stream relies on."""
+
+
+# --- python-engineio: sockets and their outgoing queues ---------------------------------
+
+
+def engineio_socket(server, eio_sid: str) -> EngineIOSocket | None:
+    """The Engine.IO socket of ``eio_sid`` on a Socket.IO ``server``; None once it is gone."""
+    return server.eio.sockets.get(eio_sid)
+
+
+def queue_length(eio_socket: EngineIOSocket) -> int:
+    """Packets waiting in the socket's outgoing queue for its writer (or the next poll)."""
+    return eio_socket.queue.qsize()
+
+
+def queue_is_empty(eio_socket: EngineIOSocket) -> bool:
+    return eio_socket.queue.empty()
+
+
+def waiting_packets(eio_socket: EngineIOSocket) -> list:
+    """A copy of what the outgoing queue holds: packets, and ``None`` (the writer's stop)."""
+    return list(eio_socket.queue.queue)  # the deque behind gevent's and the stdlib's queues
+
+
+def discard_queued(eio_socket: EngineIOSocket) -> None:
+    """Empty a closed socket's outgoing queue, then tell its writer to stop once it wakes."""
+    queue = eio_socket.queue
+    while not queue.empty():
+        queue.get_nowait()
+        queue.task_done()
+    queue.put(None)
+
+
+def is_upgrading(eio_socket: EngineIOSocket) -> bool:
+    """Whether the socket is moving from long-polling to WebSocket (sends must queue)."""
+    return eio_socket.upgrading
+
+
+# --- python-engineio: pings -------------------------------------------------------------
+
+
+def is_ping_task(target) -> bool:
+    """Whether ``target`` is the task ``Socket.schedule_ping`` starts for the next ping."""
+    return type(target) is MethodType and target.__func__ is EngineIOSocket._send_ping
+
+
+def send_ping_now(eio_socket: EngineIOSocket) -> None:
+    """What ``Socket._send_ping`` does once its sleep is over."""
+    if not eio_socket.closing and not eio_socket.closed:
+        eio_socket.last_ping = time.time()
+        eio_socket.send(eio_packet.Packet(eio_packet.PING))
+
+
+# --- python-engineio: the WebSocket driver --------------------------------------------------
+
+
+def websocket_driver(eio_server) -> type:
+    """The WebSocket wrapper class of the server's async driver."""
+    return eio_server._async["websocket"]
+
+
+def set_websocket_driver(eio_server, driver: type) -> None:
+    """Use ``driver`` for this server's WebSockets.  Engine.IO shares its driver table
+    between the servers of a process; this server gets a copy of its own."""
+    drivers = dict(eio_server._async)
+    drivers["websocket"] = driver
+    eio_server._async = drivers
+
+
+def socket_of_handler(handler) -> EngineIOSocket:
+    """The Engine.IO socket whose WebSocket handler (``Socket._websocket_handler``,
+    bound) the driver was given."""
+    return handler.__self__
+
+
+# --- python-engineio and python-socketio: packets -------------------------------------------
+
+
+def cache_encoded(pkt: eio_packet.Packet, encoded) -> None:
+    """Make ``pkt.encode()`` return ``encoded`` from now on."""
+    pkt.encode_cache = encoded
+
+
+def socketio_packet_class(server) -> type:
+    """The Socket.IO packet class the ``server`` encodes with (JSON or msgpack)."""
+    return server.packet_class
+
+
+# --- python-socketio: the RabbitMQ manager's hooks --------------------------------------
+
+
+class KombuHooks(socketio.KombuManager):
+    """python-socketio's RabbitMQ manager with the hooks it calls under names of our own:
+    ``listener_queue()`` for its ``_queue()``, ``publish_message()`` for its
+    ``_publish()``, ``exchange()`` for its ``_exchange()``."""
+
+    def _queue(self):
+        return self.listener_queue()
+
+    def _publish(self, data):
+        return self.publish_message(data)
+
+    def listener_queue(self):
+        return super()._queue()
+
+    def publish_message(self, data) -> None:
+        super()._publish(data)
+
+    def exchange(self):
+        return self._exchange()
+
+
+# --- gunicorn and gevent: the connection's own socket ---------------------------------------
+
+
+def gunicorn_socket(environ) -> stdlib_socket.socket | None:
+    """The client connection gunicorn put in the WSGI environ; None under other servers."""
+    return environ.get(GUNICORN_SOCKET)
+
+
+def forget_server_socket(environ) -> None:
+    """Drop the server's connection objects from an environ Engine.IO keeps."""
+    environ.pop(GUNICORN_SOCKET, None)
+    environ.pop("eventlet.input", None)
+
+
+def nonblocking_socket(sock):
+    """The non-blocking socket under a gevent socket (its ``send`` never waits); a plain
+    socket as it is."""
+    return sock._sock if isinstance(sock, gevent.socket.socket) else sock
+
+
+# --- simple-websocket, under Engine.IO's stock WebSocket wrapper ----------------------------
+
+
+def has_simple_websocket(driver: type) -> bool:
+    """Whether the WebSocket wrapper class serves connections with simple-websocket."""
+    return issubclass(driver, SimpleWebSocketWSGI)
+
+
+def send_frame(wrapper, frame: bytes) -> None:
+    """Write a ready WebSocket frame on simple-websocket's connection, as it is."""
+    connection = wrapper.ws
+    if not connection.connected:
+        raise OSError("WebSocket closed")
+    connection.sock.sendall(frame)
+
+
+# --- the start-up check ---------------------------------------------------------------------
+
+
+def check_internals() -> None:
+    """Raise ``LibraryInternalsMissing`` unless every private part used here exists."""
+    missing = []
+    for library, part, probe in probes():
+        try:
+            present, error = bool(probe()), ""
+        except Exception as exc:  # a probe that cannot run: the part has moved
+            present, error = False, f" ({type(exc).__name__}: {exc})"
+        if not present:
+            missing.append(f"{library} {installed_version(library)}: {part}{error}")
+    if missing:
+        raise LibraryInternalsMissing(
+            "the live stream relies on parts of these libraries that the installed "
+            "versions lack (see pulseboard/stream/internals.py); install the versions "
+            "pinned in requirements.txt:\n  " + "\n  ".join(missing)
+        )
+
+
+def installed_version(library: str) -> str:
+    try:
+        return metadata.version(library)
+    except metadata.PackageNotFoundError:
+        return "(not installed)"
+
+
+def probes() -> list[tuple[str, str, Callable[[], object]]]:
+    """``(library, part, probe)``: the probe returns true when the part is there."""
+    engineio_lib, socketio_lib = "python-engineio", "python-socketio"
+    server = socketio.Server(async_mode="threading")
+    eio_socket = EngineIOSocket(server.eio, "internals-check")
+    found = [
+        (engineio_lib, "Server.sockets (a dict by sid)", lambda: type(server.eio.sockets) is dict),
+        (engineio_lib, f"Server._async with {', '.join(DRIVER_KEYS)}", lambda: _drivers(server)),
+        (engineio_lib, "Socket.queue, of the driver's queue type", lambda: _queue_of(server)),
+        (
+            engineio_lib,
+            "Socket.upgrading, .closing, .closed, .last_ping",
+            lambda: _flags(eio_socket),
+        ),
+        (engineio_lib, "Socket.send(pkt)", lambda: _takes(EngineIOSocket.send, "pkt")),
+        (
+            engineio_lib,
+            "Socket.close(wait, abort)",
+            lambda: _takes(EngineIOSocket.close, "wait", "abort"),
+        ),
+        (
+            engineio_lib,
+            "Socket._send_ping, the task Socket.schedule_ping starts",
+            lambda: callable(EngineIOSocket._send_ping)
+            and _calls(EngineIOSocket.schedule_ping, "_send_ping"),
+        ),
+        (
+            engineio_lib,
+            "Socket._websocket_handler, the handler Socket._upgrade_websocket gives the driver",
+            lambda: callable(EngineIOSocket._websocket_handler)
+            and _calls(EngineIOSocket._upgrade_websocket, "_websocket_handler"),
+        ),
+        (engineio_lib, "Packet.encode_cache, returned by Packet.encode()", _encode_cache_holds),
+        (socketio_lib, "Server.packet_class", lambda: callable(server.packet_class)),
+        (
+            socketio_lib,
+            "KombuManager._queue, called by KombuManager._listen",
+            lambda: _defines(socketio.KombuManager, "_queue")
+            and _calls(socketio.KombuManager._listen, "_queue"),
+        ),
+        (
+            socketio_lib,
+            "KombuManager._publish, called by PubSubManager.emit",
+            lambda: _defines(socketio.KombuManager, "_publish")
+            and _calls(socketio.PubSubManager.emit, "_publish"),
+        ),
+        (
+            socketio_lib,
+            "KombuManager._exchange, .publisher_connection, .producer_options",
+            lambda: _defines(socketio.KombuManager, "_exchange")
+            and _calls(socketio.KombuManager.__init__, "publisher_connection", "producer_options"),
+        ),
+        ("gunicorn", f"environ[{GUNICORN_SOCKET!r}]", _gunicorn_sets_socket),
+        ("gevent", "gevent.socket.socket._sock", _gevent_socket_has_raw),
+        ("simple-websocket", "Server.connected and Server.sock", _simple_websocket_parts),
+    ]
+    for mode in ASYNC_MODES:
+        found.append(
+            (engineio_lib, f"the {mode} driver's queue", lambda mode=mode: _queue_type(mode))
+        )
+    return found
+
+
+def _drivers(server) -> bool:
+    return all(key in server.eio._async for key in DRIVER_KEYS)
+
+
+def _queue_of(server) -> bool:
+    return isinstance(EngineIOSocket(server.eio, "queue-check").queue, server.eio._async["queue"])
+
+
+def _flags(eio_socket) -> bool:
+    return all(
+        isinstance(getattr(eio_socket, name), bool) for name in ("upgrading", "closing", "closed")
+    ) and isinstance(eio_socket.last_ping, float)
+
+
+def _queue_type(mode: str) -> bool:
+    """The driver's queue has the methods used here and a deque behind it."""
+    driver = importlib.import_module(f"engineio.async_drivers.{mode}")._async
+    queue = driver["queue"]()
+    methods = all(callable(getattr(queue, name)) for name in QUEUE_METHODS)
+    return methods and isinstance(queue.queue, deque)
+
+
+def _encode_cache_holds() -> bool:
+    pkt = eio_packet.Packet(eio_packet.MESSAGE, "x")
+    cache_encoded(pkt, "4cached")
+    return pkt.encode() == "4cached"
+
+
+def _gunicorn_sets_socket() -> bool:
+    from gunicorn.http import wsgi
+
+    return GUNICORN_SOCKET in _constants(wsgi.default_environ.__code__.co_consts)
+
+
+def _gevent_socket_has_raw() -> bool:
+    sock = gevent.socket.socket()
+    try:
+        return isinstance(sock._sock, _socket.socket)  # the C socket, whatever is patched
+    finally:
+        sock.close()
+
+
+def _simple_websocket_parts() -> bool:
+    from simple_websocket.ws import Base
+
+    return _calls(Base.__init__, "connected", "sock") and _calls(SimpleWebSocketWSGI.__call__, "ws")
+
+
+def _defines(cls: type, name: str) -> bool:
+    """Whether ``cls`` itself (not a base) defines the method ``name``."""
+    return callable(vars(cls).get(name))
+
+
+def _calls(function, *names: str) -> bool:
+    """Whether ``function``'s own code names each of ``names`` (an attribute or method)."""
+    return set(names) <= set(inspect.unwrap(function).__code__.co_names)
+
+
+def _constants(values: tuple) -> set:
+    """The constants of a code object, those in tuples (a dict literal's keys) too."""
+    found = set()
+    for value in values:
+        found |= _constants(value) if isinstance(value, tuple) else {value}
+    return found
+
+
+def _takes(function, *parameters: str) -> bool:
+    return set(parameters) <= set(inspect.signature(function).parameters)
