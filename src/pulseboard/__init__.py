@@ -105,6 +105,7 @@ def init_socketio(app: Flask) -> None:
     from .stream.internals import check_internals
     from .stream.namespace import register as register_stream
     from .stream.polling_guard import PollingBodyGuard
+    from .stream.repair import repair
 
     # Before anything is served: refuse to start on library versions the stream cannot use.
     check_internals()
@@ -127,6 +128,7 @@ def init_socketio(app: Flask) -> None:
         ping_timeout=config["STREAM_PING_TIMEOUT"],
     )
     wire.install(socketio.server.eio, compression=config["STREAM_WS_COMPRESSION"])
+    repair.attach(app, socketio)
     register_stream(socketio)
     register_admin_namespace(socketio)
     app.wsgi_app = SessionBoundSockets(app.wsgi_app, config["SESSION_COOKIE_NAME"])

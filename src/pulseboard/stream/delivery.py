@@ -13,6 +13,7 @@ from __future__ import annotations
 from ..events.socketio_queue import KombuManager
 from .backpressure import QueueLimits, queued_packets
 from .names import DISCONNECT, EVENTS, NAMESPACE, is_topic_room
+from .repair import repair
 from .rounds import RoundDelivery
 from .socket_write import send_packets
 
@@ -51,3 +52,9 @@ class LocalStreamManager(StreamDelivery):
 
 class QueueStreamManager(KombuManager, StreamDelivery):
     """Several instances: Socket.IO's channel on RabbitMQ, then filtered delivery here."""
+
+    def listener_queue(self):
+        # Each (re)connect of the listener: what is emitted before its queue exists
+        # never comes, so the instance resyncs from the log (repair).
+        repair.listener_connecting()
+        return super().listener_queue()

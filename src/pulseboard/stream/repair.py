@@ -7,16 +7,23 @@ before the instance has its queue back), what is emitted never reaches it, and
 its sockets, still connected, would never know.
 
 So each instance remembers, per topic, the highest ``seq`` the fan-out brought
-it, and every ``STREAM_REPAIR_SECONDS`` compares that with the log for the
-topics its sockets hold.  Events stored more than ``REPAIR_GRACE`` ago that it
-never got are read from the log and delivered like any round; each socket
-skips what it already had, so a late fan-out copy is never shown twice.  When
-nothing is missing the check is one indexed ``max(seq)`` per topic.
+it.  Each time Socket.IO's listener (re)connects to RabbitMQ, before its queue
+exists, the instance holds the live batches that arrive, waits for the queue,
+reads from the log everything after those positions on the topics its sockets
+hold, delivers it, and only then releases what it held: the sockets get the
+lost events in ``seq`` order, before any later one.  Each socket skips what it
+already had, so an event that came both ways is shown once.
+
+As a net under that, every ``STREAM_REPAIR_SECONDS`` the instance compares
+its positions with the log for those topics; events stored more than
+``REPAIR_GRACE`` ago that it never got are delivered from the log.  When
+nothing is missing that is one indexed ``max(seq)`` per topic.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import timedelta
 
 from ..database import utcnow
@@ -31,12 +38,91 @@ log = logging.getLogger(__name__)
 REPAIR_GRACE = timedelta(seconds=2)
 # Events read from the log per topic per check; the next check reads on.
 REPAIR_PAGE = 1000
+# After the listener (re)connects: time for its queue to be declared before the
+# log is read (a later emit reaches the queue; an earlier one is in the log).
+RESYNC_AFTER_SECONDS = 0.5
+# Pages of REPAIR_PAGE read per topic in one resync; a longer outage than that
+# is left to the clients' own replay when they reconnect.
+RESYNC_MAX_PAGES = 20
 
 
 class HoleRepair:
     def __init__(self):
         self.seen: dict[str, int] = {}  # topic -> highest seq the fan-out brought
         self.started = False
+        self.app = self.socketio = None
+        # While a resync is due: the batches held back, and where each topic resumes.
+        self.holding = False
+        self.held: list[tuple[str, list[dict]]] = []
+        self.floors: dict[str, int] = {}
+        self.floor_default = 0
+        self._resyncing = False
+        self._lock = threading.Lock()
+
+    def attach(self, app, socketio) -> None:
+        """Resync after listener reconnects in this app (a web instance on RabbitMQ)."""
+        self.app, self.socketio = app, socketio
+
+    def listener_connecting(self) -> None:
+        """Socket.IO's listener is (re)connecting: hold live batches, resync soon."""
+        if self.app is None:
+            return
+        with self._lock:
+            if not self.holding:
+                self.floors = dict(self.seen)
+                self.floor_default = max(self.seen.values(), default=0)
+                self.holding = True
+        if not self.floor_default:
+            with self.app.app_context():
+                self.floor_default = store.latest_seq(db.session)
+                db.session.remove()
+        self.socketio.start_background_task(self._resync_soon)
+
+    def hold(self, room: str, batch: list[dict]) -> bool:
+        """Keep ``batch`` back while a resync is due; False when it may go now."""
+        with self._lock:
+            if self.holding:
+                self.held.append((room, batch))
+                return True
+        return False
+
+    def _resync_soon(self) -> None:
+        self.socketio.sleep(RESYNC_AFTER_SECONDS)
+        manager = self.socketio.server.manager
+        with self._lock:
+            if not self.holding or self._resyncing:
+                return
+            self._resyncing = True
+        try:
+            with self.app.app_context():
+                self.resync(manager)
+        except Exception:
+            log.exception("resync after the listener reconnected failed")
+        finally:
+            with self._lock:
+                held, self.held = self.held, []
+                self.holding = self._resyncing = False
+            for room, batch in held:
+                manager.deliver_events(room, batch)
+
+    def resync(self, manager) -> int:
+        """Deliver from the log what came after each held topic's position."""
+        sent = 0
+        for topic in sorted(self.held_topics()):
+            position = self.floors.get(topic, self.floor_default)
+            for _ in range(RESYNC_MAX_PAGES):
+                page = store.events_since(db.session, position, [topic], limit=REPAIR_PAGE)
+                if not page.events:
+                    break
+                manager.enqueue_events(topic_room(topic), [e.as_dict() for e in page.events])
+                sent += len(page.events)
+                position = page.events[-1].seq
+                if len(page.events) < REPAIR_PAGE:
+                    break
+        db.session.remove()
+        if sent:
+            log.warning("listener reconnected: %d events resent from the log", sent)
+        return sent
 
     def saw(self, topic: str, seq: int) -> None:
         if seq > self.seen.get(topic, 0):

@@ -43,9 +43,14 @@ class RoundDelivery(socketio.Manager):
         self._waiting_lock = threading.Lock()
 
     def deliver_events(self, room: str, batch: list[dict]) -> None:
-        """Send ``batch`` now if the room is idle, else with the room's next round."""
-        if batch:
-            repair.saw(room_topic(room), max(event["seq"] for event in batch))
+        """Send ``batch`` now if the room is idle, else with the room's next round
+        (or after the resync that follows a listener reconnect: ``repair``)."""
+        if not batch or repair.hold(room, batch):
+            return
+        self.enqueue_events(room, batch)
+
+    def enqueue_events(self, room: str, batch: list[dict]) -> None:
+        repair.saw(room_topic(room), max(event["seq"] for event in batch))
         with self._waiting_lock:
             waiting = self._waiting.get(room)
             if waiting is not None:
