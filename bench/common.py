@@ -26,6 +26,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from kombu import Connection
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
@@ -120,6 +122,9 @@ class Server:
     cookie = ""
     web_pids: list[int]  # the processes holding the sockets
     other_pids: list[int]  # whatever else the path needs (consumer, broker, database)
+    consumer_pid = 0  # Pulseboard's consumer service
+    env: dict[str, str]  # Pulseboard's settings (database, broker, slug), for the producer
+    log_dir: Path  # Pulseboard's gunicorn and consumer logs
 
     def feed(self, rate: float, seconds: float) -> subprocess.Popen | None:
         raise NotImplementedError
@@ -159,6 +164,9 @@ def pulseboard(instances: int = 1, **settings: str):
         )
         assert created.returncode == 0, created.stderr
         stack.enter_context(declared_topology(BROKER, Topology.from_config(config)))
+        # Runs once the web instances and the consumer are gone (an exit stack unwinds last in
+        # first out): Socket.IO's fanout exchange outlives them otherwise.
+        stack.callback(delete_exchange, BROKER, config["SOCKETIO_CHANNEL"])
         urls = [stack.enter_context(gunicorn(env, port)) for port in ports]
         consumer = ConsumerProcess(env, tmp / "consumer.log")
         stack.callback(consumer.stop)
@@ -170,8 +178,16 @@ def pulseboard(instances: int = 1, **settings: str):
         server.cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
         server.web_pids = [gunicorn_worker(url) for url in urls]
         server.other_pids = [consumer.process.pid, *service_pids()]
+        server.consumer_pid = consumer.process.pid
+        server.env = env
+        server.log_dir = tmp
         server.feed = lambda rate, seconds: feed_pulseboard(env, rate, seconds)
         yield server
+
+
+def delete_exchange(broker_url: str, name: str) -> None:
+    with Connection(broker_url) as connection:
+        connection.default_channel.exchange_delete(name)
 
 
 def feed_pulseboard(env: dict[str, str], rate: float, seconds: float) -> subprocess.Popen:
@@ -359,12 +375,13 @@ def percentiles(histogram: Counter[int]) -> dict:
     return figures
 
 
-def report(result: dict, out: Path | None) -> None:
-    """The whole result as one JSON line, and into ``out`` when given."""
+def report(result: dict, out: Path | None, echo: bool = True) -> None:
+    """The whole result as one JSON line (unless ``echo`` is false), and into ``out``."""
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=1) + "\n")
-    print(json.dumps(result))
+    if echo:
+        print(json.dumps(result))
 
 
 def feed_main(arguments: list[str]) -> None:
