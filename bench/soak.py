@@ -15,9 +15,10 @@ prints the RSS of the web worker(s) and of the consumer beside the pages' totals
 
 At the end it counts at every page against the event log: the events on its
 topics stored since the pages first subscribed, received, missing, duplicated,
-out of order.  It prints the pages, a summary per kind of page, the RSS figures,
-writes the whole result as JSON to ``--out``, and exits 1 if any page missed,
-repeated or reordered an event (or the log lacks a confirmed one).
+out of order (and, where events carry ``prev``, holes seen on arrival).  It
+prints the pages, a summary per kind of page and the RSS figures, writes the
+whole result as JSON to ``--out``, and exits 1 if any page missed, repeated or
+reordered an event (or the log lacks a confirmed one).
 """
 
 from __future__ import annotations
@@ -180,13 +181,14 @@ def stored_since(log: EventLog, start: int) -> int:
 def print_pages(counts: list[dict]) -> None:
     print(
         f"\n{'page':>5} {'instance':<22} {'transport':<10} {'topics':>6} {'expected':>9}"
-        f" {'received':>9} {'missing':>8} {'dup':>5} {'ooo':>5} {'connects':>9} {'churned':>8}"
+        f" {'received':>9} {'missing':>8} {'dup':>5} {'ooo':>5} {'holes':>6} {'connects':>9}"
+        f" {'churned':>8}"
     )
     for c in counts:
         print(
             f"{c['page']:>5} {c['url']:<22} {c['transport']:<10} {len(c['topics']):>6}"
             f" {c['expected']:>9,} {c['received']:>9,} {c['missing']:>8,} {c['duplicated']:>5}"
-            f" {c['out_of_order']:>5} {c['connects']:>9} {c['churned']:>8}"
+            f" {c['out_of_order']:>5} {c['holes']:>6} {c['connects']:>9} {c['churned']:>8}"
         )
 
 
@@ -202,7 +204,7 @@ def by_kind(counts: list[dict]) -> list[dict]:
         kind["with_loss"] = kind.get("with_loss", 0) + (c["missing"] > 0)
         for name in ("expected", "received", "missing", "unexpected", "duplicated"):
             kind[name] = kind.get(name, 0) + c[name]
-        for name in ("out_of_order", "connects", "dropped", "churned"):
+        for name in ("out_of_order", "holes", "connects", "dropped", "churned"):
             kind[name] = kind.get(name, 0) + c[name]
     return list(kinds.values())
 
@@ -211,13 +213,14 @@ def print_summary(kinds: list[dict], memory: dict) -> None:
     print(
         f"\n{'instance':<22} {'transport':<10} {'topics':>6} {'pages':>6} {'with loss':>10}"
         f" {'expected':>11} {'received':>11} {'missing':>8} {'dup':>5} {'ooo':>5}"
-        f" {'churned':>8} {'dropped':>8}"
+        f" {'holes':>6} {'churned':>8} {'dropped':>8}"
     )
     for k in kinds:
         print(
             f"{k['url']:<22} {k['transport']:<10} {k['topics']:>6} {k['pages']:>6}"
             f" {k['with_loss']:>10} {k['expected']:>11,} {k['received']:>11,} {k['missing']:>8,}"
-            f" {k['duplicated']:>5} {k['out_of_order']:>5} {k['churned']:>8} {k['dropped']:>8}"
+            f" {k['duplicated']:>5} {k['out_of_order']:>5} {k['holes']:>6} {k['churned']:>8}"
+            f" {k['dropped']:>8}"
         )
     print(f"\n{'RSS MB':<10}{'first':>8}{'last':>8}{'max':>8}")
     for name, figures in memory.items():
@@ -275,6 +278,8 @@ def soak(arguments: argparse.Namespace) -> dict:
         "pages_with_duplicates": sum(c["duplicated"] > 0 for c in counts),
         "pages_out_of_order": sum(c["out_of_order"] > 0 for c in counts),
         "pages_faulty": sum(faulty(c) for c in counts),
+        # Holes seen on arrival (an event whose `prev` the page never had), filled or not.
+        "holes": final["totals"]["holes"],
         "churned": final["totals"]["churned"],
         "dropped_by_server": final["totals"]["dropped"],
         "disconnect_reasons": final["totals"]["disconnect_reasons"],

@@ -8,7 +8,8 @@
 // Each page reconnects by itself, subscribes again after every connect with each
 // topic's own position (the highest seq seen on it, else the highest seen on any),
 // and keeps each event once per topic by seq.  It also counts what a page would
-// hide: an event received twice, and one that arrives after a later one of its topic.
+// hide: an event received twice, one that arrives after a later one of its topic, and
+// (when events carry `prev`, the seq before them on their topic) a hole seen on arrival.
 // "churn" pages a minute leave (as a tab put to sleep) for AWAY_MS and come back.
 //
 // Commands, one JSON line each on stdin, each answered by one JSON line on stdout
@@ -62,6 +63,7 @@ class Page {
     this.lastSeq = 0;
     this.duplicated = 0;
     this.outOfOrder = 0;
+    this.holes = 0; // events whose `prev` (where the server sends it) was never seen
     this.connects = 0;
     this.dropped = 0; // disconnects the page did not ask for
     this.churned = 0;
@@ -141,9 +143,11 @@ class Page {
   onEvents(batch) {
     if (!Array.isArray(batch)) return;
     for (const event of batch) {
-      const { topic, seq } = event;
+      const { topic, seq, prev } = event;
       const received = this.received.get(topic);
       if (received === undefined) continue; // not a topic of this page
+      const last = this.seen.get(topic) || 0;
+      if (last && typeof prev === "number" && prev > last && seq > last) this.holes += 1;
       if (received.has(seq)) {
         this.duplicated += 1;
         continue;
@@ -191,6 +195,7 @@ class Page {
       unexpected: this.topics.reduce((n, t) => n + this.received.get(t).size, 0) - got,
       duplicated: this.duplicated,
       out_of_order: this.outOfOrder,
+      holes: this.holes,
       connects: this.connects,
       dropped: this.dropped,
       churned: this.churned,
@@ -244,6 +249,7 @@ function totals() {
     ),
     duplicated: sum("duplicated"),
     out_of_order: sum("outOfOrder"),
+    holes: sum("holes"),
     churned: sum("churned"),
     dropped: sum("dropped"),
     subscribe_errors: sum("subscribeErrors"),
