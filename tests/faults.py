@@ -65,8 +65,9 @@ class PageClient:
     itself, subscribes again with each topic's own position (the highest seq seen on
     it, else the highest seen on any), and keeps every event once, per topic by seq.
 
-    It also counts what a page would hide: an event received twice, and one that
-    arrives after a later one of its topic."""
+    Like the page it checks each event's ``prev`` (the event before it on its
+    topic) and asks the server to ``fill`` a hole; it counts the holes, and what a
+    page would hide: an event received twice, one that arrives after a later one."""
 
     def __init__(self, url: str, browser: requests.Session, transport: str, topics: list[str]):
         self.url, self.transport, self.topics = url, transport, topics
@@ -75,6 +76,7 @@ class PageClient:
         self.received: dict[str, set[int]] = {topic: set() for topic in topics}
         self.duplicated = 0
         self.out_of_order = 0
+        self.holes = 0
         self.connects = 0
         self.subscribed = threading.Event()
         self.client = socketio.Client(
@@ -106,6 +108,10 @@ class PageClient:
     def _on_events(self, batch: list[dict]) -> None:
         for event in batch:
             topic, seq = event["topic"], event["seq"]
+            last = self.seen.get(topic, 0)
+            if last and event.get("prev", 0) > last and seq > last:
+                self.holes += 1
+                threading.Thread(target=self._fill, args=(topic, last, seq), daemon=True).start()
             if seq in self.received.setdefault(topic, set()):
                 self.duplicated += 1
                 continue
@@ -113,6 +119,14 @@ class PageClient:
                 self.out_of_order += 1
             self.received[topic].add(seq)
             self.seen[topic] = max(self.seen.get(topic, 0), seq)
+
+    def _fill(self, topic: str, after: int, before: int) -> None:
+        with contextlib.suppress(socketio.exceptions.SocketIOError):
+            ack = self.client.call(
+                "fill", {"topic": topic, "after": after, "before": before}, namespace="/stream"
+            )
+            if ack and ack.get("ok"):
+                self._on_events(ack["events"])
 
     def go_offline(self) -> None:
         """Leave, as a tab that sleeps: no automatic reconnect until ``come_back``."""
@@ -138,6 +152,7 @@ class Count:
     missing: int
     duplicated: int
     out_of_order: int
+    holes: int
 
 
 def count(name: str, client: PageClient, expected: dict[str, list[int]]) -> Count:
@@ -150,15 +165,16 @@ def count(name: str, client: PageClient, expected: dict[str, list[int]]) -> Coun
         len(wanted - got),
         client.duplicated,
         client.out_of_order,
+        client.holes,
     )
 
 
 def print_counts(fault: str, counts: list[Count]) -> None:
-    print(f"\n{fault}\n  client        expected received missing duplicated out-of-order")
+    print(f"\n{fault}\n  client        expected received missing duplicated out-of-order holes")
     for c in counts:
         print(
             f"  {c.client:<13} {c.expected:>8} {c.received:>8} {c.missing:>7} "
-            f"{c.duplicated:>10} {c.out_of_order:>12}"
+            f"{c.duplicated:>10} {c.out_of_order:>12} {c.holes:>5}"
         )
 
 

@@ -7,7 +7,8 @@ streams with publisher confirms while clients that behave like the page
 (``faults.PageClient``: reconnect by themselves, resubscribe with each topic's
 own position) watch: WebSocket on each instance, long-polling, and a page on
 two topics.  Each run prints and asserts, per client: events expected (from the
-log), received, missing 0, duplicated 0, out of order 0.
+log), received, missing 0, duplicated 0, out of order 0, and holes 0 (events
+whose ``prev`` the client did not have: the server must never make it ask).
 """
 
 from __future__ import annotations
@@ -129,7 +130,9 @@ def stream_through(site: FaultSite, fault, events: int, rate: float, pad: int = 
             wait_for(lambda: all(count(n, p, expected).missing == 0 for n, p in pages.items()), 60)
         counts = [count(name, page, expected) for name, page in pages.items()]
         print_counts(fault.__name__, counts)
-        assert all((c.missing, c.duplicated, c.out_of_order) == (0, 0, 0) for c in counts)
+        assert all(
+            (c.missing, c.duplicated, c.out_of_order, c.holes) == (0, 0, 0, 0) for c in counts
+        )
     finally:
         for page in pages.values():
             page.close()

@@ -16,6 +16,7 @@ from .pipeline import EventLog, wait_for
 from .streaming import StreamClient, embedded_site, ingest, signed_in_session
 
 PAGE = 100
+MAIN, SIDE = "market.ticks", "system.metrics"
 TRANSPORTS = ["websocket", "polling"]
 
 
@@ -127,3 +128,37 @@ def test_past_the_hold_limit_held_events_are_let_go_and_read_again_from_the_log(
     assert state.take_overflow() is True
     assert state.take_overflow() is False  # told once
     assert state.end_replay() == []
+
+
+def test_every_event_names_the_one_before_it_on_its_topic(site, clients):
+    client = StreamClient(site["url"], signed_in_session(site["url"], "bob@example.com"))
+    clients.append(client)
+    assert client.call("subscribe", {"topics": [MAIN, SIDE]})["ok"]
+    before = {MAIN: _seq_of(site, publish(site, MAIN, 1)[0])}
+    client.wait_for_events(1)
+    client.events.clear()
+    ids = ingest(
+        site["url"],
+        site["token"],
+        [{"topic": topic, "type": "t", "payload": {}} for topic in (MAIN, SIDE, MAIN, SIDE, MAIN)],
+    )
+    received = sorted(client.wait_for_events(5), key=lambda event: event["seq"])
+    assert [event["id"] for event in received] == ids
+    last = {MAIN: before[MAIN], SIDE: None}
+    for event in received:
+        if last[event["topic"]] is not None:
+            assert event["prev"] == last[event["topic"]], event
+        last[event["topic"]] = event["seq"]
+
+
+def test_fill_returns_what_lies_between_two_events_of_a_subscribed_topic(site, clients):
+    client = StreamClient(site["url"], signed_in_session(site["url"], "bob@example.com"))
+    clients.append(client)
+    assert client.call("subscribe", {"topics": [MAIN], "types": ["tick"]})["ok"]
+    ids = publish(site, MAIN, 4)
+    seqs = [_seq_of(site, event_id) for event_id in ids]
+    ack = client.call("fill", {"topic": MAIN, "after": seqs[0], "before": seqs[3]})
+    assert ack["ok"] and not ack["more"], ack
+    assert [event["id"] for event in ack["events"]] == ids[1:3]
+    refused = client.call("fill", {"topic": SIDE, "after": 0, "before": 5})
+    assert refused == {"ok": False, "error": f"not subscribed to {SIDE!r}"}

@@ -27,6 +27,8 @@
   const ACK_TIMEOUT_MS = 10000;
   // The server's own limit on types/keys per subscribe; past it, filter here.
   const MAX_FILTER_ITEMS = 64;
+  // The filter key of a topic held with no type or key filter (see wantedFilters).
+  const UNFILTERED = JSON.stringify([null, null]);
 
   const forcePolling =
     new URLSearchParams(window.location.search).get("transport") === "polling" ||
@@ -257,11 +259,39 @@
     const fresh = [];
     for (const event of batch) {
       if (!event || typeof event.seq !== "number" || typeof event.topic !== "string") continue;
-      if (event.seq <= (seqByTopic.get(event.topic) || 0)) continue;
+      const last = seqByTopic.get(event.topic) || 0;
+      if (event.seq <= last) continue;
+      // Each event names the one before it on its topic: one we never had is a hole.
+      // (With a type or key filter the server, which sees the whole topic, checks.)
+      if (last > 0 && typeof event.prev === "number" && event.prev > last) {
+        if (held.get(event.topic) === UNFILTERED) fillHole(event.topic, last, event.seq);
+      }
       seqByTopic.set(event.topic, event.seq);
       if (event.seq > stream.lastSeq) stream.lastSeq = event.seq;
       fresh.push(event);
     }
+    dispatch(fresh);
+  });
+
+  /* Ask the server for the events of a topic between two we have, from the log. */
+  async function fillHole(topic, after, before) {
+    let ack;
+    try {
+      ack = await call("fill", { topic, after, before });
+    } catch (error) {
+      ack = null;
+    }
+    if (!ack || !ack.ok) {
+      fire("gap", { topic, after, before });
+      return;
+    }
+    if (ack.gap) fire("gap", { topic, after, before });
+    dispatch(ack.events || []);
+    const events = ack.events || [];
+    if (ack.more && events.length) fillHole(topic, events[events.length - 1].seq, before);
+  }
+
+  function dispatch(fresh) {
     if (!fresh.length) return;
     for (const handle of handles) {
       if (!handle.onEvents) continue;
@@ -274,7 +304,7 @@
       }
     }
     fire("events", fresh);
-  });
+  }
 
   socket.on("notice", (notice) => {
     if (notice && typeof notice === "object") fire("notice", notice);

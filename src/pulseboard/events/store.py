@@ -30,10 +30,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class StoredEvent:
-    """An event as browsers receive it: the envelope plus its place in the log."""
+    """An event as browsers receive it: the envelope plus its place in the log, and
+    ``prev``, the seq of the event before it on its topic (0: none), by which a
+    client tells that it has every event of the topic since the last it saw."""
 
     seq: int
     envelope: Envelope
+    prev: int | None = None
 
     @property
     def topic(self) -> str:
@@ -44,7 +47,10 @@ class StoredEvent:
         return self.envelope.id
 
     def as_dict(self) -> dict[str, Any]:
-        return {"seq": self.seq, **self.envelope.as_dict()}
+        data = {"seq": self.seq, **self.envelope.as_dict()}
+        if self.prev is not None:
+            data["prev"] = self.prev
+        return data
 
     @classmethod
     def from_row(cls, row: Event) -> StoredEvent:
@@ -98,7 +104,23 @@ def store_batch(session: Session, envelopes: Sequence[Envelope]) -> list[StoredE
     seqs = {(topic, event_id): seq for topic, event_id, seq in found}
     stored = [StoredEvent(seq=seqs[key], envelope=envelope) for key, envelope in first_seen.items()]
     stored.sort(key=lambda event: event.seq)
-    return stored
+    return with_prev(session, stored)
+
+
+def with_prev(session: Session, events: Sequence[StoredEvent]) -> list[StoredEvent]:
+    """``events`` (in seq order) each with ``prev``: the one before it in the list on
+    its topic, or for a topic's first, the log's (one indexed look per topic)."""
+    last: dict[str, int] = {}
+    linked = []
+    for event in events:
+        if event.topic not in last:
+            before = select(func.max(Event.seq)).where(
+                Event.topic == event.topic, Event.seq < event.seq
+            )
+            last[event.topic] = session.scalar(before) or 0
+        linked.append(StoredEvent(event.seq, event.envelope, prev=last[event.topic]))
+        last[event.topic] = event.seq
+    return linked
 
 
 def _insert_skipping_duplicates(session: Session):
@@ -131,7 +153,7 @@ def events_since(
     oldest = session.scalar(select(func.min(Event.seq)))
     # The log reaches back to `oldest`; anything between `seq` and it is gone.
     gap = oldest is not None and seq + 1 < oldest and seq > 0
-    return Page(readable(rows), gap=gap)
+    return Page(with_prev(session, readable(rows)), gap=gap)
 
 
 def latest_seq(session: Session) -> int:
@@ -159,7 +181,7 @@ def events_stored_before(
         if row.stored_at >= before:
             break
         settled.append(row)
-    return readable(settled)
+    return with_prev(session, readable(settled))
 
 
 # Deleting in slices keeps each transaction (and MySQL's undo log) small.
@@ -185,14 +207,6 @@ def prune(session: Session, max_age: timedelta | None, max_count: int | None) ->
         oldest = upper + 1
     session.commit()
     return deleted
-
-
-def latest_events(session: Session, topics: Iterable[str], limit: int) -> list[StoredEvent]:
-    """The newest ``limit`` events on ``topics``, oldest first."""
-    rows = session.scalars(
-        select(Event).where(Event.topic.in_(list(topics))).order_by(Event.seq.desc()).limit(limit)
-    ).all()
-    return readable(reversed(rows))
 
 
 def readable(rows: Iterable[Event]) -> list[StoredEvent]:

@@ -26,7 +26,7 @@ from .replay import NotReading, replay
 from .rights import sweeper
 from .socket_write import deliverable
 from .state import ABUSE_LIMIT, SocketState, registry
-from .subscribe import InvalidRequest, parse_subscribe, parse_unsubscribe
+from .subscribe import InvalidRequest, parse_fill, parse_subscribe, parse_unsubscribe
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,26 @@ class StreamNamespace(Namespace):
             "replayed": replayed,
             "gap": gap,
         }
+
+    def on_fill(self, data=None):
+        """The events of a subscribed topic after one seq and before another, from the log:
+        what a client that saw a hole (an event whose ``prev`` it does not have) asks for."""
+        state = self._checked_state()
+        if state is None:
+            return {"ok": False, "error": "too many requests; slow down"}
+        try:
+            request_ = parse_fill(data)
+        except InvalidRequest as error:
+            return {"ok": False, "error": str(error)}
+        rule = state.filters.get(request_.topic)
+        if rule is None:
+            return {"ok": False, "error": f"not subscribed to {request_.topic!r}"}
+        limit = current_app.config["STREAM_REPLAY_LIMIT"]
+        page = store.events_since(db.session, request_.after, [request_.topic], limit=limit)
+        inside = [event.as_dict() for event in page.events if event.seq < request_.before]
+        wanted = deliverable([event for event in inside if rule.accepts(event)])
+        more = len(page.events) == limit and page.events[-1].seq < request_.before - 1
+        return {"ok": True, "events": wanted, "more": more, "gap": page.gap}
 
     def on_unsubscribe(self, data=None):
         state = self._checked_state()

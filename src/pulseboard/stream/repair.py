@@ -60,8 +60,9 @@ class HoleRepair:
         self._lock = threading.Lock()
 
     def attach(self, app, socketio) -> None:
-        """Resync after listener reconnects in this app (a web instance on RabbitMQ)."""
+        """Work for this app from now on (one per process; tests make several)."""
         self.app, self.socketio = app, socketio
+        self.seen.clear()
 
     def listener_connecting(self) -> None:
         """Socket.IO's listener is (re)connecting: hold live batches, resync soon."""
@@ -123,6 +124,28 @@ class HoleRepair:
         if sent:
             log.warning("listener reconnected: %d events resent from the log", sent)
         return sent
+
+    def missing_before(self, topic: str, batch: list[dict]) -> list[dict]:
+        """The events of ``topic`` this instance never got before ``batch``, from the log.
+
+        Each event says which one came before it on its topic (``prev``): a batch
+        whose first event follows one this instance never saw shows the hole at
+        once, and it is filled before the batch goes out."""
+        seen, prev = self.seen.get(topic), batch[0].get("prev")
+        if not seen or prev is None or prev <= seen or self.app is None:
+            return []
+        with self.app.app_context():
+            page = store.events_since(db.session, seen, [topic], limit=REPAIR_PAGE)
+            db.session.remove()
+        missing = [event.as_dict() for event in page.events if event.seq < batch[0]["seq"]]
+        if missing:
+            log.warning(
+                "topic %s: seq %d-%d never came through the fan-out; delivered from the log",
+                topic,
+                missing[0]["seq"],
+                missing[-1]["seq"],
+            )
+        return missing
 
     def saw(self, topic: str, seq: int) -> None:
         if seq > self.seen.get(topic, 0):

@@ -50,7 +50,11 @@ class RoundDelivery(socketio.Manager):
         self.enqueue_events(room, batch)
 
     def enqueue_events(self, room: str, batch: list[dict]) -> None:
-        repair.saw(room_topic(room), max(event["seq"] for event in batch))
+        topic = room_topic(room)
+        missing = repair.missing_before(topic, batch)
+        if missing:
+            batch = missing + batch
+        repair.saw(topic, max(event["seq"] for event in batch))
         with self._waiting_lock:
             waiting = self._waiting.get(room)
             if waiting is not None:

@@ -83,3 +83,22 @@ def parse_unsubscribe(data) -> list[str]:
     if not isinstance(data, dict) or set(data) - {"topics"}:
         raise InvalidRequest("unsubscribe takes an object: {topics: [...]}")
     return _strings(data, "topics", required=True)
+
+
+@dataclass(frozen=True)
+class FillRequest:
+    topic: str
+    after: int
+    before: int
+
+
+def parse_fill(data) -> FillRequest:
+    """``fill`` {topic, after, before}: the events of a topic between two seqs."""
+    if not isinstance(data, dict) or set(data) != {"topic", "after", "before"}:
+        raise InvalidRequest("fill takes an object: {topic, after, before}")
+    topic, after, before = data["topic"], data["after"], data["before"]
+    if not isinstance(topic, str) or not 0 < len(topic) <= MAX_TEXT:
+        raise InvalidRequest(f"topic must be a string of 1-{MAX_TEXT} characters")
+    if not (_is_position(after) and _is_position(before)) or before <= after:
+        raise InvalidRequest("after and before must be whole numbers, after < before")
+    return FillRequest(topic, after, before)
