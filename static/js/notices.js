@@ -4,7 +4,10 @@
    a `notice` message for each live notice on any subscribed topic; replayed
    ones (after a reconnect) arrive only as `events`, so both are read and
    deduplicated by id.  Each shown notice is also announced on `document` as a
-   "pulseboard:notice" event, for lists such as the dashboard's. */
+   "pulseboard:notice" event, for lists such as the dashboard's.
+
+   When the stream reports a gap (events retention pruned before this page could
+   have them), every page says so once, in a toast of its own. */
 (function () {
   "use strict";
 
@@ -40,7 +43,7 @@
     return node;
   }
 
-  function show(notice) {
+  function show(notice, announce = true) {
     if (!notice.id || seen.has(notice.id)) return;
     seen.add(notice.id);
     if (seen.size > SEEN_LIMIT) seen.delete(seen.values().next().value);
@@ -72,8 +75,23 @@
     } else {
       toast.classList.add("show");
     }
-    document.dispatchEvent(new CustomEvent("pulseboard:notice", { detail: { ...notice, level } }));
+    if (announce) {
+      document.dispatchEvent(new CustomEvent("pulseboard:notice", { detail: { ...notice, level } }));
+    }
   }
+
+  stream.on("gap", () =>
+    show(
+      {
+        id: "stream-gap",
+        level: "warning",
+        title: "Some events were missed",
+        body: "This page was away longer than the event log keeps events; the oldest are gone.",
+        created_at: new Date().toISOString(),
+      },
+      false,
+    ),
+  );
 
   stream.on("notice", show);
   stream.subscribe({
