@@ -56,7 +56,11 @@
 
   const socket = window.io("/stream", {
     path: "/socket.io",
-    transports: forcePolling ? ["polling"] : ["websocket", "polling"],
+    // Long-polling first, then the upgrade to WebSocket where the network allows it:
+    // behind a proxy that refuses, drops or buffers the upgrade the page stays on
+    // polling and still gets its events (socket.io-client tries only the first
+    // transport of a list when that one fails to open).
+    transports: forcePolling ? ["polling"] : ["polling", "websocket"],
     // Called on every (re)connect, so the handshake carries where we left off.
     auth: (send) => send(stream.lastSeq > 0 ? { since: stream.lastSeq } : {}),
   });
