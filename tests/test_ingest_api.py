@@ -103,6 +103,15 @@ def test_a_revoked_token_stops_working_at_once(api, token):
     assert response.get_json()["error"] == "unknown or revoked token"
 
 
+def test_a_read_token_may_not_publish_even_to_its_own_topics(api):
+    with api.app_context():
+        _, reader = issue_token(db.session, "dashboard", ["market.*"], scope="read")
+    response = post(api, {"topic": "market.ticks", "type": "tick", "payload": {}}, reader)
+    assert response.status_code == 403
+    assert "read token" in response.get_json()["error"]
+    assert queued_bodies(api) == []
+
+
 def test_a_topic_outside_the_token_scope_is_403_and_nothing_is_sent(api, token):
     response = post(
         api,
@@ -206,3 +215,19 @@ def test_tokens_are_stored_hashed_and_listed_without_their_secret(app, runner):
     revoked = runner.invoke(args=["tokens", "revoke", str(stored.id)])
     assert revoked.exit_code == 0 and "revoked" in revoked.output
     assert "revoked" in runner.invoke(args=["tokens", "list"]).output
+
+
+def test_read_tokens_are_created_with_read_and_listed_with_their_scope(app, runner):
+    created = runner.invoke(args=["tokens", "create", "--read", "market.*", "--name", "wall"])
+    assert created.exit_code == 0, created.output
+    with app.app_context():
+        stored = db.session.scalar(db.select(ApiToken))
+        assert (stored.scope, stored.topic_patterns) == ("read", ["market.*"])
+    assert "\tread\twall\t" in runner.invoke(args=["tokens", "list"]).output
+
+
+def test_a_token_is_either_a_producer_or_a_reader(app, runner):
+    both = runner.invoke(
+        args=["tokens", "create", "--name", "x", "--topics", "a.*", "--read", "a.*"]
+    )
+    assert both.exit_code != 0 and "either --topics" in both.output

@@ -123,7 +123,8 @@ class Event(db.Model):
 
 
 class ApiToken(db.Model):
-    """A bearer token for the ingest API, scoped to topic patterns; only its hash is kept."""
+    """A bearer token, scoped to topic patterns, that may produce or only read; only its hash
+    is kept."""
 
     __tablename__ = "api_tokens"
     __table_args__ = MYSQL_TABLE_OPTIONS
@@ -136,6 +137,8 @@ class ApiToken(db.Model):
     prefix: Mapped[str] = mapped_column(String(16))
     # Comma-separated topic patterns: "market.*,system.metrics".
     topics: Mapped[str] = mapped_column(String(1000))
+    # "produce": may publish to its topics (the ingest API); "read": may only read them.
+    scope: Mapped[str] = mapped_column(String(16), default="produce", server_default="produce")
     created_by_id: Mapped[int | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), index=True
     )

@@ -21,7 +21,7 @@ from ..events.producer import PublishError, shared_producer
 from ..extensions import db, limiter
 from ..stream.names import NOTICE
 from . import bp
-from .tokens import allows_topic, find_active_token
+from .tokens import PRODUCE, allows_topic, find_active_token
 
 # Admin notices only: delivery shows every event of type "notice" as a toast and
 # lists it on /notices, and "notices" is the topic every page listens to for
@@ -71,6 +71,8 @@ def _unauthorized(message: str):
 @bp.post("/events")
 @limiter.limit(lambda: current_app.config["API_RATE_LIMIT"], key_func=token_key)
 def ingest():
+    if g.api_token.scope != PRODUCE:
+        return json_error(403, "this is a read token: it may read its topics, not publish")
     config = current_app.config
     try:
         body = request.get_data(cache=False)

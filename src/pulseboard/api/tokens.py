@@ -1,4 +1,9 @@
-"""Ingest API tokens: issued once in clear, kept as a hash, scoped to topic patterns."""
+"""API tokens: issued once in clear, kept as a hash, scoped to topic patterns.
+
+A token either produces (publishes to its topics through the ingest API) or
+reads (streams its topics over Server-Sent Events); never both, so a reader's
+token leaking lets no one publish.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,9 @@ from ..database import utcnow
 from ..models import ApiToken
 
 TOKEN_PREFIX = "pbk_"  # noqa: S105 - a label, not a secret
+PRODUCE = "produce"
+READ = "read"
+SCOPES = (PRODUCE, READ)
 
 
 class TokenError(ValueError):
@@ -24,9 +32,15 @@ def hash_token(token: str) -> str:
 
 
 def issue_token(
-    session: Session, name: str, topics: list[str], created_by_id: int | None = None
+    session: Session,
+    name: str,
+    topics: list[str],
+    created_by_id: int | None = None,
+    scope: str = PRODUCE,
 ) -> tuple[ApiToken, str]:
     """Create a token; return the record and the clear token (shown this once)."""
+    if scope not in SCOPES:
+        raise TokenError(f"scope must be one of {', '.join(SCOPES)}, not {scope!r}")
     patterns = [p.strip() for p in topics if p.strip()]
     if not patterns:
         raise TokenError("give at least one topic pattern, e.g. 'market.*'")
@@ -39,6 +53,7 @@ def issue_token(
         token_hash=hash_token(clear),
         prefix=clear[:12],
         topics=",".join(patterns),
+        scope=scope,
         created_by_id=created_by_id,
     )
     session.add(record)
