@@ -233,6 +233,10 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "STREAM_REPAIR_SECONDS": read.int("STREAM_REPAIR_SECONDS", 2, minimum=1),
         # permessage-deflate on WebSockets: CPU and a zlib context per connection.
         "STREAM_WS_COMPRESSION": read.bool("STREAM_WS_COMPRESSION", False),
+        # Server-Sent Events (GET /api/v1/stream): seconds between ": ping" comments, and
+        # the events that may wait for one client before its stream is closed.
+        "SSE_HEARTBEAT_SECONDS": read.int("SSE_HEARTBEAT_SECONDS", 15, minimum=1),
+        "SSE_MAX_QUEUED_EVENTS": read.int("SSE_MAX_QUEUED_EVENTS", 1000, minimum=10),
         # HTTP ingest
         "API_MAX_BATCH": read.int("API_MAX_BATCH", 500, minimum=1, maximum=10_000),
         "API_RATE_LIMIT": read.str("API_RATE_LIMIT", "1200/minute"),

@@ -32,6 +32,10 @@ RESERVED_TYPES = frozenset({NOTICE})
 RESERVED_TOPICS = frozenset({"notices"})
 
 
+# The index is public; the event stream takes a session or a read token (``sse``).
+PUBLIC_OR_SELF_AUTHENTICATED = frozenset({"api.index", "api.stream"})
+
+
 def json_error(status: int, message: str, **extra):
     return jsonify(error=message, status=status, **extra), status
 
@@ -49,7 +53,7 @@ def index():
 
 @bp.before_request
 def authenticate():
-    if request.endpoint == "api.index":
+    if request.endpoint in PUBLIC_OR_SELF_AUTHENTICATED:
         return None
     header = request.headers.get("Authorization", "")
     scheme, _, clear = header.partition(" ")

@@ -19,6 +19,7 @@ from operator import itemgetter
 
 import socketio
 
+from .listeners import listeners
 from .names import NAMESPACE, room_topic
 from .repair import repair
 from .socket_write import encode_events
@@ -55,6 +56,7 @@ class RoundDelivery(socketio.Manager):
         if missing:
             batch = missing + batch
         repair.saw(topic, max(event["seq"] for event in batch))
+        listeners.offer(topic, batch)  # Server-Sent Events streams: queued, never awaited
         with self._waiting_lock:
             waiting = self._waiting.get(room)
             if waiting is not None:
