@@ -21,7 +21,7 @@ from ..extensions import db
 from ..metrics.sockets import gauges
 from .access import may_subscribe
 from .names import EVENTS, NAMESPACE, session_room, topic_room, user_room
-from .repair import repair
+from .repair import checker
 from .replay import NotReading, replay
 from .rights import sweeper
 from .socket_write import deliverable
@@ -49,7 +49,7 @@ class StreamNamespace(Namespace):
         gauges.connected(self.socketio.server, request.sid, state.user_id)
         app = current_app._get_current_object()
         sweeper.ensure_running(self.socketio, app)
-        repair.ensure_running(self.socketio, app)
+        checker.ensure_running(self.socketio, app)
         log.info("socket %s connected: user %s", request.sid, state.user_id)
 
     def on_disconnect(self, reason=None):

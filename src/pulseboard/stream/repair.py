@@ -29,7 +29,9 @@ from datetime import timedelta
 from ..database import utcnow
 from ..events import store
 from ..extensions import db
+from .listeners import listeners
 from .names import topic_room
+from .periodic import PeriodicCheck
 from .state import registry
 
 log = logging.getLogger(__name__)
@@ -49,7 +51,6 @@ RESYNC_MAX_PAGES = 20
 class HoleRepair:
     def __init__(self):
         self.seen: dict[str, int] = {}  # topic -> highest seq the fan-out brought
-        self.started = False
         self.app = self.socketio = None
         # While a resync is due: the batches held back, and where each topic resumes.
         self.holding = False
@@ -152,7 +153,9 @@ class HoleRepair:
             self.seen[topic] = seq
 
     def held_topics(self) -> set[str]:
-        return {topic for state in list(registry.sockets.values()) for topic in state.filters}
+        """The topics this process's sockets and event streams read."""
+        held = {topic for state in list(registry.sockets.values()) for topic in state.filters}
+        return held | listeners.topics()
 
     def check(self, manager) -> int:
         """Deliver what the fan-out lost for the topics held here; return how many."""
@@ -183,21 +186,9 @@ class HoleRepair:
         db.session.remove()
         return repaired
 
-    def ensure_running(self, socketio, app) -> None:
-        if self.started:
-            return
-        self.started = True
-        socketio.start_background_task(self._check_forever, socketio, app)
-
-    def _check_forever(self, socketio, app) -> None:
-        interval = app.config["STREAM_REPAIR_SECONDS"]
-        while True:
-            socketio.sleep(interval)
-            try:
-                with app.app_context():
-                    self.check(socketio.server.manager)
-            except Exception:  # the check must never end for good
-                log.exception("hole repair failed; trying again in %s s", interval)
-
 
 repair = HoleRepair()
+# The net under the resyncs: what the fan-out lost and nothing else noticed.
+checker = PeriodicCheck(
+    "hole repair", "STREAM_REPAIR_SECONDS", lambda socketio: repair.check(socketio.server.manager)
+)

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from ..extensions import db
 from ..models import ServerSession, User
+from .periodic import PeriodicCheck
 from .state import SocketOwner, registry
 
 log = logging.getLogger(__name__)
@@ -67,35 +68,13 @@ def stale_sockets() -> list[tuple[str, str]]:
     return [(namespace, sid) for namespace, sid, owner in owners if not still_holds(owner, rights)]
 
 
-class RightsSweeper:
-    """One greenlet per process that ends stale sockets; started with the first socket."""
-
-    def __init__(self):
-        self.started = False
-
-    def ensure_running(self, socketio, app) -> None:
-        if self.started:
-            return
-        self.started = True
-        socketio.start_background_task(self._sweep_forever, socketio, app)
-
-    def _sweep_forever(self, socketio, app) -> None:
-        interval = app.config["STREAM_RIGHTS_CHECK_SECONDS"]
-        while True:
-            socketio.sleep(interval)
-            try:
-                with app.app_context():
-                    self.sweep(socketio)
-            except Exception:  # the sweep must never end for good
-                log.exception("rights sweep failed; trying again in %s s", interval)
-
-    @staticmethod
-    def sweep(socketio) -> int:
-        stale = stale_sockets()
-        for namespace, sid in stale:
-            log.info("socket %s on %s: session or rights gone; disconnecting", sid, namespace)
-            socketio.server.disconnect(sid, namespace=namespace, ignore_queue=True)
-        return len(stale)
+def end_stale_sockets(socketio) -> int:
+    """Disconnect this process's sockets whose session or rights are gone."""
+    stale = stale_sockets()
+    for namespace, sid in stale:
+        log.info("socket %s on %s: session or rights gone; disconnecting", sid, namespace)
+        socketio.server.disconnect(sid, namespace=namespace, ignore_queue=True)
+    return len(stale)
 
 
-sweeper = RightsSweeper()
+sweeper = PeriodicCheck("rights sweep", "STREAM_RIGHTS_CHECK_SECONDS", end_stale_sockets)
