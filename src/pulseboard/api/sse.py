@@ -29,7 +29,9 @@ from ..events.envelope import TOPIC
 from ..extensions import db
 from ..models import ApiToken
 from ..stream.access import may_subscribe
+from ..stream.internals import gunicorn_socket
 from ..stream.listeners import Listener, listeners
+from ..stream.repair import checker
 from ..stream.rights import live_rights
 from ..stream.state import TopicFilter
 from ..stream.subscribe import InvalidRequest, parse_subscribe
@@ -82,6 +84,8 @@ def stream():
     except Refused as error:
         return json_error(error.status, str(error))
     listener.on_overflow = _closer(request.environ)
+    # What the fan-out loses is filled for streams too, not only for sockets.
+    checker.ensure_running(current_app.extensions["socketio"], current_app._get_current_object())
     body = stream_with_context(events_stream(reader, listener, request_.filter, topics, positions))
     response = Response(body, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-store"
@@ -243,7 +247,7 @@ def _messages(rule: TopicFilter, events: list[dict], positions: dict[str, int]) 
 def _closer(environ: dict) -> Callable[[], None]:
     """Closes the client's connection from outside its greenlet: a stream blocked on a
     client that stops reading never gets to look at its queue again."""
-    sock = environ.get("gunicorn.socket")
+    sock = gunicorn_socket(environ)
 
     def close() -> None:
         if sock is None:

@@ -81,6 +81,10 @@ class Listeners:
                     if not found:
                         del self._by_topic[topic]
 
+    def topics(self) -> set[str]:
+        with self._lock:
+            return set(self._by_topic)
+
     def count(self) -> int:
         with self._lock:
             return len(set().union(*self._by_topic.values())) if self._by_topic else 0
