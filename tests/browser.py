@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from .conftest import PASSWORD
+
 CHROMIUM = Path(os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
@@ -39,3 +41,23 @@ class PageProblems:
     def _on_console(self, message) -> None:
         if message.type in ("error", "warning"):
             self.messages.append(f"{message.type}: {message.text}")
+
+
+def sign_in(page, url: str, email: str = "bob@example.com") -> None:
+    """Through the real sign-in form, as a person would."""
+    page.goto(f"{url}/auth/login")
+    page.fill("input[name=email]", email)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form[action^='/auth/login'] button[type=submit]")
+    page.wait_for_load_state()
+    assert "/auth/login" not in page.url, "sign-in failed"
+
+
+def open_stream_page(page, url: str, path: str, *topics: str, timeout_ms: int = 15_000) -> None:
+    """Open a page and wait until the server confirms its subscription to ``topics``."""
+    page.goto(f"{url}{path}")
+    page.wait_for_function(
+        "topics => topics.every(t => (window.Pulseboard.stream.subscribed || []).includes(t))",
+        arg=list(topics),
+        timeout=timeout_ms,
+    )

@@ -13,7 +13,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .conftest import PASSWORD
+from .browser import open_stream_page, sign_in
 from .pipeline import EventLog, wait_for
 from .streaming import embedded_site, ingest
 from .upgrade_proxy import UpgradeSpoilingProxy
@@ -52,24 +52,6 @@ def page(browser):
     page.set_default_timeout(WAIT_MS)
     yield page
     context.close()
-
-
-def sign_in(page, url: str) -> None:
-    page.goto(f"{url}/auth/login")
-    page.fill("input[name=email]", "bob@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("form[action^='/auth/login'] button[type=submit]")
-    page.wait_for_load_state()
-    assert "/auth/login" not in page.url, "sign-in failed"
-
-
-def open_stream_page(page, url: str, path: str, *topics: str) -> None:
-    page.goto(f"{url}{path}")
-    page.wait_for_function(
-        "topics => topics.every(t => (window.Pulseboard.stream.subscribed || []).includes(t))",
-        arg=list(topics),
-        timeout=WAIT_MS,
-    )
 
 
 def stored_ids(site, ids: list[str]) -> list[str]:

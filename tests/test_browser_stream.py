@@ -11,8 +11,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .browser import PageProblems
-from .conftest import PASSWORD
+from .browser import PageProblems, open_stream_page, sign_in
 from .pipeline import EventLog, wait_for
 from .streaming import embedded_site, ingest, send_admin_notice, signed_in_session
 
@@ -47,25 +46,6 @@ def page(browser, site):
     yield page
     context.close()
     assert problems.messages == []
-
-
-def sign_in(page, url: str) -> None:
-    page.goto(f"{url}/auth/login")
-    page.fill("input[name=email]", "bob@example.com")
-    page.fill("input[name=password]", PASSWORD)
-    page.click("form[action^='/auth/login'] button[type=submit]")
-    page.wait_for_load_state()
-    assert "/auth/login" not in page.url, "sign-in failed"
-
-
-def open_stream_page(page, url: str, path: str, *topics: str) -> None:
-    """Open a page and wait until the server confirms its subscription to ``topics``."""
-    page.goto(f"{url}{path}")
-    page.wait_for_function(
-        "topics => topics.every(t => (window.Pulseboard.stream.subscribed || []).includes(t))",
-        arg=list(topics),
-        timeout=WAIT_MS,
-    )
 
 
 def event(topic="market.ticks", type_="tick", key="ACME", **payload):
