@@ -25,6 +25,14 @@
   const SYNC_DELAY_MS = 300;
   const RETRY_DELAY_MS = 1500;
   const ACK_TIMEOUT_MS = 10000;
+  // Reconnects back off from 1 s to 10 s, each wait drawn at random within half of
+  // it either way: when an instance restarts, its clients come back spread out.
+  const RECONNECT_DELAY_MS = 1000;
+  const RECONNECT_DELAY_MAX_MS = 10000;
+  const RECONNECT_JITTER = 0.5;
+  // A tab back in view or a network back up asks the server this fast whether the
+  // connection still works, instead of waiting for the next ping to find out.
+  const CHECK_TIMEOUT_MS = 3000;
   // The server's own limit on types/keys per subscribe; past it, filter here.
   const MAX_FILTER_ITEMS = 64;
   // The filter key of a topic held with no type or key filter (see wantedFilters).
@@ -61,6 +69,9 @@
     // polling and still gets its events (socket.io-client tries only the first
     // transport of a list when that one fails to open).
     transports: forcePolling ? ["polling"] : ["polling", "websocket"],
+    reconnectionDelay: RECONNECT_DELAY_MS,
+    reconnectionDelayMax: RECONNECT_DELAY_MAX_MS,
+    randomizationFactor: RECONNECT_JITTER,
     // Called on every (re)connect, so the handshake carries where we left off.
     auth: (send) => send(stream.lastSeq > 0 ? { since: stream.lastSeq } : {}),
   });
@@ -345,6 +356,29 @@
     if (!socket.active) setState("disconnected");
     else setState(everConnected ? "reconnecting" : "connecting");
   });
+
+  /* A tab back from the background, or a network that came back: reconnect or check
+     the connection at once, and resync from each topic's position if it was lost. */
+  async function checkNow() {
+    if (!socket.connected) {
+      // Waiting out a backoff: try now instead (the server refusing us ends it anyway).
+      if (socket.active) {
+        socket.disconnect();
+        socket.connect();
+      }
+      return;
+    }
+    try {
+      await socket.timeout(CHECK_TIMEOUT_MS).emitWithAck("unsubscribe", { topics: [] });
+    } catch (error) {
+      socket.disconnect();
+      socket.connect(); // resubscribes with each topic's position on connect
+    }
+  }
+  document.addEventListener("visibilitychange", () => {
+    if (document.visibilityState === "visible") checkNow();
+  });
+  window.addEventListener("online", checkNow);
 
   /* ---------- Shared view helpers ---------- */
 
