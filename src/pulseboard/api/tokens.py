@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from fnmatch import fnmatchcase
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..database import utcnow
 from ..models import ApiToken
+from ..stream.access import patterns_allow
+from ..stream.control import disconnect_token
 
 TOKEN_PREFIX = "pbk_"  # noqa: S105 - a label, not a secret
 PRODUCE = "produce"
@@ -73,14 +74,17 @@ def find_active_token(session: Session, clear: str) -> ApiToken | None:
 
 def allows_topic(token: ApiToken, topic: str) -> bool:
     """Shell-style patterns: ``market.*`` matches market.ticks; ``*`` matches all."""
-    return any(fnmatchcase(topic, pattern) for pattern in token.topic_patterns)
+    return patterns_allow(token.topic_patterns, topic)
 
 
 def revoke(session: Session, token_id: int) -> ApiToken:
+    """Revoke a token and end its live sockets on every instance (the rights check ends
+    them too, should the message be lost)."""
     record = session.get(ApiToken, token_id)
     if record is None:
         raise TokenError(f"no token with id {token_id}")
     if record.revoked_at is None:
         record.revoked_at = utcnow()
         session.commit()
+    disconnect_token(record.id)
     return record

@@ -29,7 +29,7 @@ _USER_TOPIC = re.compile(r"^user\.\d+\Z")
 @dataclass
 class _Tracked:
     transport: str
-    user_id: int
+    user_id: int | None  # None: a read token's socket
     topics: set[str] = field(default_factory=set)  # labels, not topics
 
 
@@ -40,10 +40,11 @@ class SocketGauges:
         self.instance = f"{socket.gethostname()}:0"
         self.rechecking = False
 
-    def connected(self, server, sid: str, user_id: int) -> None:
+    def connected(self, server, sid: str, user_id: int | None) -> None:
         transport = _transport(server, sid) or "polling"
         self.tracked[sid] = _Tracked(transport, user_id)
-        self.users[user_id] += 1
+        if user_id is not None:  # a read token's socket has no user
+            self.users[user_id] += 1
         get().sockets.labels(transport).inc()
         self._set_instance_gauges()
         if transport == "polling" and not self.rechecking:
@@ -58,9 +59,10 @@ class SocketGauges:
         m.sockets.labels(tracked.transport).dec()
         for label in tracked.topics:
             m.subscriptions.labels(label).dec()
-        self.users[tracked.user_id] -= 1
-        if self.users[tracked.user_id] <= 0:
-            del self.users[tracked.user_id]
+        if tracked.user_id is not None:
+            self.users[tracked.user_id] -= 1
+            if self.users[tracked.user_id] <= 0:
+                del self.users[tracked.user_id]
         self._set_instance_gauges()
 
     def subscriptions_changed(self, sid: str, topics, config) -> None:

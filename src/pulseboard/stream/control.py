@@ -1,9 +1,9 @@
-"""Ending live sockets when their session, account or rights end, on every instance."""
+"""Ending live sockets when their session, account, rights or token end, on every instance."""
 
 from __future__ import annotations
 
 from ..extensions import socketio
-from .names import ADMIN_NAMESPACE, DISCONNECT, NAMESPACE, session_room, user_room
+from .names import ADMIN_NAMESPACE, DISCONNECT, NAMESPACE, session_room, token_room, user_room
 
 # Every namespace whose sockets act for a signed-in user.
 SIGNED_IN_NAMESPACES = (NAMESPACE, ADMIN_NAMESPACE)
@@ -21,3 +21,7 @@ def disconnect_sessions(session_keys: list[str]) -> None:
 
 def disconnect_user(user_id: int) -> None:
     disconnect_rooms([user_room(user_id)])
+
+
+def disconnect_token(token_id: int) -> None:
+    disconnect_rooms([token_room(token_id)])

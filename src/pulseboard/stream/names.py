@@ -39,3 +39,8 @@ def user_room(user_id: int) -> str:
 
 def session_room(session_key: str) -> str:
     return f"session:{session_key}"
+
+
+def token_room(token_id: int) -> str:
+    """The sockets of a read token (they have no user and no session)."""
+    return f"token:{token_id}"

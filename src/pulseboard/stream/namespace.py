@@ -3,7 +3,10 @@
 Handlers run with the server-side session of the connecting browser
 (``manage_session=False``), read once at connect: the user is fixed for the
 socket's life, and ending that session (sign-out, "sign out everywhere",
-disabling the account) disconnects the socket from every instance.
+disabling the account) disconnects the socket from every instance.  Kiosks and
+scripts connect without a session, with a read token in the handshake
+(``auth: {"token": ...}``): they read the topics its patterns match, and
+revoking it disconnects them.
 """
 
 from __future__ import annotations
@@ -12,15 +15,24 @@ import logging
 
 from flask import current_app, request
 from flask_login import current_user
-from flask_socketio import Namespace, disconnect, emit, join_room, leave_room
+from flask_socketio import (  # its ConnectionRefusedError: the message reaches the client
+    ConnectionRefusedError,
+    Namespace,
+    disconnect,
+    emit,
+    join_room,
+    leave_room,
+)
 
 from .. import metrics
+from ..api.tokens import READ, find_active_token
 from ..auth.session_control import current_store_id
 from ..events import store
 from ..extensions import db
 from ..metrics.sockets import gauges
-from .access import may_subscribe
-from .names import EVENTS, NAMESPACE, session_room, topic_room, user_room
+from .access import may_read
+from .guard import token_binding
+from .names import EVENTS, NAMESPACE, session_room, token_room, topic_room, user_room
 from .repair import checker
 from .replay import NotReading, replay
 from .rights import sweeper
@@ -33,24 +45,34 @@ log = logging.getLogger(__name__)
 
 class StreamNamespace(Namespace):
     def on_connect(self, auth=None):
-        if not current_user.is_authenticated:
-            raise ConnectionRefusedError("sign in first")
-        since = auth.get("since") if isinstance(auth, dict) else None
-        state = SocketState(
-            user_id=current_user.id,
-            is_admin=current_user.is_admin,
-            session_key=current_store_id(),
-            eio_sid=self.socketio.server.manager.eio_sid_from_sid(request.sid, NAMESPACE),
-            since=since if isinstance(since, int) and since >= 0 else 0,
-        )
+        auth = auth if isinstance(auth, dict) else {}
+        since = auth.get("since")
+        since = since if isinstance(since, int) and since >= 0 else 0
+        eio_sid = self.socketio.server.manager.eio_sid_from_sid(request.sid, NAMESPACE)
+        if "token" in auth:
+            state = token_socket(auth["token"], eio_sid, since)
+        elif current_user.is_authenticated:
+            state = SocketState(
+                user_id=current_user.id,
+                is_admin=current_user.is_admin,
+                session_key=current_store_id(),
+                eio_sid=eio_sid,
+                since=since,
+            )
+        else:
+            raise ConnectionRefusedError("sign in first, or connect with a read token")
         registry.add(request.sid, state)
-        join_room(user_room(state.user_id))
-        join_room(session_room(state.session_key))
+        if state.token_id is not None:
+            join_room(token_room(state.token_id))
+        else:
+            join_room(user_room(state.user_id))
+            join_room(session_room(state.session_key))
         gauges.connected(self.socketio.server, request.sid, state.user_id)
         app = current_app._get_current_object()
         sweeper.ensure_running(self.socketio, app)
         checker.ensure_running(self.socketio, app)
-        log.info("socket %s connected: user %s", request.sid, state.user_id)
+        who = f"token {state.token_id}" if state.token_id is not None else f"user {state.user_id}"
+        log.info("socket %s connected: %s", request.sid, who)
 
     def on_disconnect(self, reason=None):
         registry.remove(request.sid)
@@ -68,9 +90,7 @@ class StreamNamespace(Namespace):
             request_ = parse_subscribe(data, config)
         except InvalidRequest as error:
             return {"ok": False, "error": str(error)}
-        allowed = [
-            t for t in request_.topics if may_subscribe(t, state.user_id, state.is_admin, config)
-        ]
+        allowed = [t for t in request_.topics if may_read(state, t, config)]
         denied = [t for t in request_.topics if t not in allowed]
         if len(set(state.filters) | set(allowed)) > config["STREAM_MAX_TOPICS"]:
             return {
@@ -158,6 +178,28 @@ class StreamNamespace(Namespace):
                 disconnect()
             return None
         return state
+
+
+def token_socket(clear, eio_sid: str, since: int) -> SocketState:
+    """The state of a socket that a read token opens; refused for any other token."""
+    if request.cookies.get(current_app.config["SESSION_COOKIE_NAME"]):
+        # The connection would be bound to the token, and the cookie on its next request
+        # would be refused (guard): one way in per connection.
+        raise ConnectionRefusedError("connect with a session cookie or a token, not both")
+    token = find_active_token(db.session, clear) if isinstance(clear, str) else None
+    if token is None:
+        raise ConnectionRefusedError("unknown or revoked token")
+    if token.scope != READ:
+        raise ConnectionRefusedError("a producer token may not read; create one with --read")
+    return SocketState(
+        user_id=None,
+        is_admin=False,
+        session_key=token_binding(token.token_hash),
+        eio_sid=eio_sid,
+        since=since,
+        token_id=token.id,
+        token_topics=tuple(token.topic_patterns),
+    )
 
 
 def emit_events(batch: list[dict]) -> None:

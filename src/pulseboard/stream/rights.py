@@ -6,7 +6,7 @@ CLI process reaches no server, and a broker outage drops what was in flight.
 So privileged messages check the database before they act, and each web
 process sweeps its sockets every ``STREAM_RIGHTS_CHECK_SECONDS``, ending the
 ones whose session is gone, whose account is disabled, or whose admin rights
-were taken away.
+were taken away, and the sockets of read tokens that were revoked.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 
 from ..extensions import db
-from ..models import ServerSession, User
+from ..models import ApiToken, ServerSession, User
 from .periodic import PeriodicCheck
 from .state import SocketOwner, registry
 
@@ -51,6 +51,24 @@ def live_rights(session_keys: Iterable[str]) -> dict[str, tuple[int, bool]]:
     return found
 
 
+def live_read_tokens(token_ids: Iterable[int]) -> set[int]:
+    """The ids among ``token_ids`` of tokens that are not revoked (only read tokens connect,
+    and a token's scope is fixed when it is issued)."""
+    ids = sorted(set(token_ids))
+    found: set[int] = set()
+    for start in range(0, len(ids), QUERY_SLICE):
+        found.update(
+            db.session.scalars(
+                select(ApiToken.id).where(
+                    ApiToken.id.in_(ids[start : start + QUERY_SLICE]),
+                    ApiToken.revoked_at.is_(None),
+                )
+            )
+        )
+    db.session.remove()
+    return found
+
+
 def still_holds(owner: SocketOwner, rights: dict[str, tuple[int, bool]]) -> bool:
     held = rights.get(owner.session_key)
     if held is None or held[0] != owner.user_id:
@@ -60,19 +78,29 @@ def still_holds(owner: SocketOwner, rights: dict[str, tuple[int, bool]]) -> bool
 
 
 def stale_sockets() -> list[tuple[str, str]]:
-    """``(namespace, sid)`` of this process's sockets whose session or rights are gone."""
+    """``(namespace, sid)`` of this process's sockets whose session, rights or token are
+    gone."""
     owners = registry.owners()
     if not owners:
         return []
-    rights = live_rights(owner.session_key for _, _, owner in owners)
-    return [(namespace, sid) for namespace, sid, owner in owners if not still_holds(owner, rights)]
+    by_session = [owner for _, _, owner in owners if owner.token_id is None]
+    rights = live_rights(owner.session_key for owner in by_session) if by_session else {}
+    by_token = [owner.token_id for _, _, owner in owners if owner.token_id is not None]
+    tokens = live_read_tokens(by_token) if by_token else set()
+
+    def holds(owner: SocketOwner) -> bool:
+        if owner.token_id is not None:
+            return owner.token_id in tokens
+        return still_holds(owner, rights)
+
+    return [(namespace, sid) for namespace, sid, owner in owners if not holds(owner)]
 
 
 def end_stale_sockets(socketio) -> int:
     """Disconnect this process's sockets whose session or rights are gone."""
     stale = stale_sockets()
     for namespace, sid in stale:
-        log.info("socket %s on %s: session or rights gone; disconnecting", sid, namespace)
+        log.info("socket %s on %s: session, rights or token gone; disconnecting", sid, namespace)
         socketio.server.disconnect(sid, namespace=namespace, ignore_queue=True)
     return len(stale)
 

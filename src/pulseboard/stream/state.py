@@ -55,11 +55,14 @@ class TokenBucket:
 
 @dataclass
 class SocketState:
-    user_id: int
+    user_id: int | None  # None: a read token's socket
     is_admin: bool
+    # The session that opened the socket; a token socket: its token's binding (guard).
     session_key: str
     eio_sid: str
     since: int = 0  # from the handshake: where the client's last connection left off
+    token_id: int | None = None  # a read token's socket: the token, and its patterns
+    token_topics: tuple[str, ...] = ()
     filters: dict[str, TopicFilter] = field(default_factory=dict)
     last_seq: dict[str, int] = field(default_factory=dict)
     replaying: set[str] = field(default_factory=set)
@@ -128,10 +131,11 @@ class SocketState:
 class SocketOwner:
     """Who holds a socket, as checked when it connected; rechecked against the database."""
 
-    user_id: int
+    user_id: int | None
     session_key: str
     is_admin: bool
     eio_sid: str
+    token_id: int | None = None  # a read token's socket: rechecked against the token
 
 
 class Registry:
@@ -171,7 +175,11 @@ class Registry:
     def owners(self) -> list[tuple[str, str, SocketOwner]]:
         """``(namespace, sid, owner)`` for every socket of this process."""
         found = [
-            (NAMESPACE, sid, SocketOwner(s.user_id, s.session_key, s.is_admin, s.eio_sid))
+            (
+                NAMESPACE,
+                sid,
+                SocketOwner(s.user_id, s.session_key, s.is_admin, s.eio_sid, s.token_id),
+            )
             for sid, s in list(self.sockets.items())
         ]
         found += [(ADMIN_NAMESPACE, sid, owner) for sid, owner in list(self.admin_sockets.items())]
