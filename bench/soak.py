@@ -232,6 +232,7 @@ def faulty(count: dict) -> bool:
 
 
 def soak(arguments: argparse.Namespace) -> dict:
+    commit = git_commit()  # the code the instances start with
     with contextlib.ExitStack() as stack:
         server = stack.enter_context(pulseboard(arguments.instances))
         print(f"Pulseboard at {', '.join(server.urls)}; logs in {server.log_dir}", flush=True)
@@ -271,7 +272,7 @@ def soak(arguments: argparse.Namespace) -> dict:
         "rate": rate,
         "churn_per_minute": arguments.churn,
         "instances": arguments.instances,
-        "commit": git_commit(),
+        "commit": commit,
         "published_confirmed": confirmed,
         "stored": stored,
         "pages_with_loss": sum(c["missing"] > 0 for c in counts),
