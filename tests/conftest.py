@@ -120,6 +120,11 @@ def make_app(tmp_path):
         with app.app_context():
             db.session.remove()
             db.engine.dispose()
+        # On RabbitMQ, a disconnect the app sent (revoking a token, say) left its
+        # Socket.IO publisher connection open.
+        publisher = getattr(app.extensions["socketio"].server.manager, "publisher_connection", None)
+        if publisher is not None:
+            publisher.release()
 
 
 @pytest.fixture
