@@ -12,7 +12,11 @@ from dataclasses import dataclass
 
 from flask import current_app, flash, redirect, request, url_for
 from flask_login import current_user
-from flask_socketio import Namespace, join_room
+from flask_socketio import (  # its ConnectionRefusedError: the message reaches the client
+    ConnectionRefusedError,
+    Namespace,
+    join_room,
+)
 from flask_wtf import FlaskForm
 from sqlalchemy import func, select
 from wtforms import RadioField, SelectChoice, SelectField, StringField, TextAreaField
