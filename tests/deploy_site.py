@@ -162,11 +162,13 @@ def running_nginx(conf: Path, https_port: int, timeout: float = 10):
 
 
 @contextlib.contextmanager
-def production_site(tmp: Path, rabbitmq_url: str, mysql_server: str):
+def production_site(tmp: Path, rabbitmq_url: str, mysql_server: str, **settings: str):
     """https://localhost:<port> → Nginx → two gunicorn instances; consumer on RabbitMQ.
 
+    ``settings`` are extra environment for the app (STREAM_RIGHTS_CHECK_SECONDS…).
     Yields what tests reach it by: its URLs, the instances' ports, the app's
-    config, the test CA and Nginx's own directory (its access log is there)."""
+    config and environment (for the CLI), the test CA and Nginx's own directory
+    (its access log is there)."""
     web_ports = [free_port(), free_port()]
     http_port, https_port = free_port(), free_port()
     url = f"https://localhost:{https_port}"
@@ -184,6 +186,7 @@ def production_site(tmp: Path, rabbitmq_url: str, mysql_server: str):
             TMPDIR=str(tmp),
             AUTH_RATE_LIMIT="1000/minute",
             CONSUMER_BATCH_WAIT_MS="5",
+            **settings,
         )
         assert run_cli("db", "upgrade", env=env).returncode == 0
         created = run_cli(
@@ -206,6 +209,7 @@ def production_site(tmp: Path, rabbitmq_url: str, mysql_server: str):
             "https_port": https_port,
             "web_ports": web_ports,
             "config": load_config(env),
+            "env": env,
             "cacert": conf.parent / "cert.pem",
             "nginx_dir": conf.parent,
             "tmp": tmp,
