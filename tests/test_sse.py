@@ -13,9 +13,11 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
+from pulseboard.events.producer import Producer
+
 from .pipeline import wait_for
-from .servers import base_env, run_cli
-from .streaming import embedded_site, ingest, signed_in_session
+from .servers import base_env, free_port, run_cli
+from .streaming import embedded_site, ingest, rabbitmq_site, signed_in_session
 
 MARKET = {"topic": "market.ticks", "type": "tick", "payload": {}}
 
@@ -268,3 +270,24 @@ def test_disabling_the_user_ends_the_session_stream(site):
     disabled = run_cli("users", "disable", "bob@example.com", env=site["env"])
     assert disabled.returncode == 0, disabled.stderr
     assert stream.next_event() is None
+
+
+def test_the_first_stream_of_a_fresh_instance_on_rabbitmq_gets_live_events(
+    tmp_path, rabbitmq_url, mysql_server
+):
+    """No socket has connected yet, so nothing else started the instance's listener.
+    The hole repair is slowed down, so only the fan-out can bring the event."""
+    ports = [free_port()]
+    with rabbitmq_site(
+        tmp_path, rabbitmq_url, mysql_server, ports, STREAM_REPAIR_SECONDS="3600"
+    ) as found:
+        site = {"url": found["urls"][0], "env": found["env"]}
+        _, token = read_token(site, "market.*")
+        stream = EventStream(site, "topics=market.ticks", token=token)
+        try:
+            producer = Producer.from_config(found["config"])
+            event_id = producer.publish("market.ticks", "tick", {"marker": "cold"})
+            producer.close()
+            assert stream.read_until(lambda event: True)[0]["id"] == event_id
+        finally:
+            stream.close()

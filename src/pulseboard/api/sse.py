@@ -29,7 +29,7 @@ from ..events.envelope import TOPIC
 from ..extensions import db
 from ..models import ApiToken
 from ..stream.access import may_subscribe
-from ..stream.internals import gunicorn_socket
+from ..stream.internals import gunicorn_socket, start_manager
 from ..stream.listeners import Listener, listeners
 from ..stream.repair import checker
 from ..stream.rights import live_rights
@@ -84,8 +84,11 @@ def stream():
     except Refused as error:
         return json_error(error.status, str(error))
     listener.on_overflow = _closer(request.environ)
-    # What the fan-out loses is filled for streams too, not only for sockets.
-    checker.ensure_running(current_app.extensions["socketio"], current_app._get_current_object())
+    socketio = current_app.extensions["socketio"]
+    # Listening on the fan-out from the first stream, not from the first socket; and
+    # what the fan-out loses is filled for streams too.
+    start_manager(socketio.server)
+    checker.ensure_running(socketio, current_app._get_current_object())
     body = stream_with_context(events_stream(reader, listener, request_.filter, topics, positions))
     response = Response(body, mimetype="text/event-stream")
     response.headers["Cache-Control"] = "no-store"

@@ -132,6 +132,15 @@ def socketio_packet_class(server) -> type:
     return server.packet_class
 
 
+def start_manager(server) -> None:
+    """Start the client manager (on RabbitMQ: its listener on the fan-out) now, as
+    python-socketio does only on the first Engine.IO connection; an instance serving
+    only event streams would otherwise never listen."""
+    if not server.manager_initialized:
+        server.manager_initialized = True
+        server.manager.initialize()
+
+
 # --- python-socketio: the RabbitMQ manager's hooks --------------------------------------
 
 
@@ -254,6 +263,12 @@ def probes() -> list[tuple[str, str, Callable[[], object]]]:
         ),
         (engineio_lib, "Packet.encode_cache, returned by Packet.encode()", _encode_cache_holds),
         (socketio_lib, "Server.packet_class", lambda: callable(server.packet_class)),
+        (
+            socketio_lib,
+            "Server.manager_initialized, set where Server._handle_eio_connect starts the manager",
+            lambda: server.manager_initialized is False
+            and _calls(socketio.Server._handle_eio_connect, "manager_initialized"),
+        ),
         (
             socketio_lib,
             "KombuManager._queue, called by KombuManager._listen",
