@@ -20,6 +20,7 @@ from pulseboard.database import utcnow
 from pulseboard.extensions import db
 from pulseboard.models import User
 
+from .mailbox import Mailbox, SmtpServer
 from .servers import temporary_database
 
 MYSQL_SERVER = os.environ.get("TEST_MYSQL_SERVER", "mysql+pymysql://root@127.0.0.1:3306")
@@ -140,6 +141,18 @@ def client(app):
 @pytest.fixture
 def runner(app):
     return app.test_cli_runner()
+
+
+@pytest.fixture
+def smtp():
+    """A real SMTP server on loopback (aiosmtpd) that keeps every message."""
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def mailbox(smtp) -> Mailbox:
+    return smtp.mailbox
 
 
 @pytest.fixture

@@ -15,25 +15,13 @@ from pulseboard.extensions import db
 from pulseboard.models import ServerSession, User
 
 from .conftest import CSRF_INPUT, PASSWORD, AuthActions, sign_up_form
-from .mailbox import Mailbox, SmtpServer
 
 NEW_PASSWORD = "a brand new passphrase"
 
 
 @pytest.fixture
-def smtp():
-    with SmtpServer() as server:
-        yield server
-
-
-@pytest.fixture
 def app(make_app, smtp):
     return make_app(MAIL_SERVER="127.0.0.1", MAIL_PORT=str(smtp.port), MAIL_USE_TLS="0")
-
-
-@pytest.fixture
-def mailbox(smtp) -> Mailbox:
-    return smtp.mailbox
 
 
 def form_post(client, page: str, action: str, **data):

@@ -36,7 +36,7 @@ from .browser import open_stream_page, sign_in
 from .deploy_site import production_site
 from .pipeline import EventLog, wait_for
 from .servers import run_cli
-from .test_sse import EventStream, is_marker, marker
+from .sse_client import EventStream, is_marker, marker, read_token
 from .upgrade_proxy import UpgradeSpoilingProxy
 
 WAIT_MS = 15_000
@@ -175,13 +175,6 @@ def test_where_websocket_works_through_nginx_the_page_ends_on_it(behind, site, p
 
 
 # --- Server-Sent Events through Nginx -------------------------------------------------------
-
-
-def read_token(site, patterns: str) -> tuple[int, str]:
-    created = run_cli("tokens", "create", "--read", patterns, env=site["env"])
-    assert created.returncode == 0, created.stderr
-    token_id = int(re.search(r"^token (\d+) ", created.stderr, re.MULTILINE).group(1))
-    return token_id, created.stdout.strip().splitlines()[-1]
 
 
 def publish(site, event: dict) -> str:

@@ -14,19 +14,13 @@ import pytest
 from pulseboard.config import ConfigError, load_config
 
 from ..conftest import CSRF_INPUT, PASSWORD, sign_up_form
-from ..mailbox import LINK, SmtpServer
+from ..mailbox import LINK
 
 PUBLIC_URL = "https://pulse.example.com"
 FORGED = {
     "Host header": {"Host": "evil.example"},
     "X-Forwarded-Host header": {"X-Forwarded-Host": "evil.example"},
 }
-
-
-@pytest.fixture
-def smtp():
-    with SmtpServer() as server:
-        yield server
 
 
 @pytest.fixture
