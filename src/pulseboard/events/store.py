@@ -160,6 +160,15 @@ def latest_seq(session: Session) -> int:
     return session.scalar(select(func.max(Event.seq))) or 0
 
 
+def last_seq_stored_before(session: Session, moment: datetime) -> int:
+    """The newest seq stored before ``moment`` (seqs grow with storing time): the first
+    stored at or after it, less one, found on the stored_at index; else the newest."""
+    first_after = session.scalar(
+        select(Event.seq).where(Event.stored_at >= moment).order_by(Event.stored_at).limit(1)
+    )
+    return first_after - 1 if first_after is not None else latest_seq(session)
+
+
 def latest_seq_on(session: Session, topic: str) -> int:
     """The newest seq on ``topic`` (0 for none): one look at the (topic, seq) index."""
     return session.scalar(select(func.max(Event.seq)).where(Event.topic == topic)) or 0

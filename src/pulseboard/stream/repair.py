@@ -43,6 +43,9 @@ REPAIR_PAGE = 1000
 # After the listener (re)connects: time for its queue to be declared before the
 # log is read (a later emit reaches the queue; an earlier one is in the log).
 RESYNC_AFTER_SECONDS = 0.5
+# How far back the resync after the listener's first connection reads: longer than
+# the time between a reader subscribing and the listener's queue existing.
+FIRST_CONNECT_LOOKBACK = timedelta(seconds=5)
 # Pages of REPAIR_PAGE read per topic in one resync; a longer outage than that
 # is left to the clients' own replay when they reconnect.
 RESYNC_MAX_PAGES = 20
@@ -75,8 +78,12 @@ class HoleRepair:
                 self.floor_default = max(self.seen.values(), default=0)
                 self.holding = True
         if not self.floor_default:
+            # The first connection: nothing came through yet.  Its readers subscribed
+            # moments ago, maybe after events this listener will never see, so the
+            # resync starts a little before now (readers skip what they had).
             with self.app.app_context():
-                self.floor_default = store.latest_seq(db.session)
+                since = utcnow() - FIRST_CONNECT_LOOKBACK
+                self.floor_default = store.last_seq_stored_before(db.session, since)
                 db.session.remove()
         self.socketio.start_background_task(self._resync_soon)
 
