@@ -5,10 +5,15 @@
   an exclusive queue also disappears the moment its process does.
 * A publish that still fails after its retries raises instead of being logged
   and dropped, so the consumer never acknowledges an event it did not emit.
+* Publishes take turns on the one publishing connection: python-socketio shares
+  it between every greenlet of the process, and two writing at once on one
+  AMQP socket break it (gevent's ConcurrentObjectUseError, seen in a reconnect
+  storm when replays emitted through the queue).
 """
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 import kombu
@@ -23,6 +28,10 @@ class EmitFailed(RuntimeError):
 
 
 class KombuManager(KombuHooks):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._publishing = threading.Lock()  # gevent's own once the process is patched
+
     def listener_queue(self):
         return kombu.Queue(
             f"python-socketio.{uuid.uuid4()}",
@@ -33,6 +42,10 @@ class KombuManager(KombuHooks):
         )
 
     def publish_message(self, data) -> None:
+        with self._publishing:
+            self._publish_now(data)
+
+    def _publish_now(self, data) -> None:
         try:
             producer = self.publisher_connection.Producer(
                 exchange=self.exchange(), **self.producer_options
