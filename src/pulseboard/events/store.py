@@ -144,10 +144,11 @@ def events_since(
     topics = list(topics)
     if not topics:
         return Page([], gap=False)
-    rows = session.scalars(
-        select(Event)
-        .where(Event.seq > seq, Event.topic.in_(topics))
-        .order_by(Event.seq)
+    # Plain rows, not ORM objects: a replay reads many and only formats them.
+    rows = session.execute(
+        select(events_table)
+        .where(events_table.c.seq > seq, events_table.c.topic.in_(topics))
+        .order_by(events_table.c.seq)
         .limit(limit)
     ).all()
     oldest = session.scalar(select(func.min(Event.seq)))

@@ -55,6 +55,9 @@ def replay(
     sent_count, gap, first = 0, False, True
     while True:
         page = store.events_since(db.session, cursor, topics, limit=limit)
+        # The socket may take its time over this page: hold no pooled connection
+        # meanwhile (a reconnect storm of replays once emptied the pool).
+        db.session.remove()
         if first:
             gap, first = page.gap, False
         sent = state.advance_replay([event.as_dict() for event in page.events])
