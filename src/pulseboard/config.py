@@ -231,6 +231,11 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         # Seconds between checks that this instance got every event of its sockets'
         # topics through the fan-out; what it missed is delivered from the log.
         "STREAM_REPAIR_SECONDS": read.int("STREAM_REPAIR_SECONDS", 2, minimum=1),
+        # Sockets joining at once per process (handshake to first subscribe answered);
+        # a handshake over it gets 429 and the client retries after its backoff.
+        "STREAM_JOIN_CONCURRENCY": read.int("STREAM_JOIN_CONCURRENCY", 100, minimum=1),
+        # Seconds a join may hold its place (a client that handshakes and goes quiet).
+        "STREAM_JOIN_TIMEOUT": read.int("STREAM_JOIN_TIMEOUT", 5, minimum=1),
         # permessage-deflate on WebSockets: CPU and a zlib context per connection.
         "STREAM_WS_COMPRESSION": read.bool("STREAM_WS_COMPRESSION", False),
         # Server-Sent Events (GET /api/v1/stream): seconds between ": ping" comments, and
@@ -451,8 +456,26 @@ def _engine_options(read: _Reader, database_url: str) -> dict:
         "pool_pre_ping": True,
         # Recycle before MySQL's wait_timeout or a proxy drops idle connections.
         "pool_recycle": read.int("DB_POOL_RECYCLE", 280, minimum=30),
-        "pool_size": read.int("DB_POOL_SIZE", 10, minimum=1),
-        "max_overflow": read.int("DB_MAX_OVERFLOW", 20),
+        # Connections are opened as needed and kept: an overflow connection is closed
+        # on return, and reopening it per request (TLS context and all) cost a reconnect
+        # storm a fifth of the worker's CPU (bench/storm.py).
+        "pool_size": read.int("DB_POOL_SIZE", 30, minimum=1),
+        "max_overflow": read.int("DB_MAX_OVERFLOW", 0),
         "pool_timeout": read.int("DB_POOL_TIMEOUT", 10, minimum=1),
-        "connect_args": {"connect_timeout": read.int("DB_CONNECT_TIMEOUT", 5, minimum=1)},
+        "connect_args": _connect_args(read, database_url),
     }
+
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "::1", "localhost"})
+
+
+def _connect_args(read: _Reader, database_url: str) -> dict:
+    args: dict = {"connect_timeout": read.int("DB_CONNECT_TIMEOUT", 5, minimum=1)}
+    url = make_url(database_url)
+    if url.host in LOOPBACK_HOSTS and not any(name.startswith("ssl") for name in url.query):
+        # PyMySQL builds a TLS context (the whole CA bundle) for every new connection,
+        # even to a server without TLS; on loopback the traffic never leaves the host,
+        # and that cost was a third of a restarted worker's CPU while its pool filled
+        # (bench/storm.py). An URL with ssl_* options keeps TLS as asked.
+        args["ssl_disabled"] = True
+    return args
