@@ -10,11 +10,13 @@ only a hash of each session id, so a leaked table hands out no live session.
 from __future__ import annotations
 
 import hashlib
+import logging
 from datetime import timedelta
 
 from flask import Flask, Request, request
 from flask_session.base import ServerSideSession, ServerSideSessionInterface
 from sqlalchemy import delete, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from .database import utcnow
 from .extensions import db
@@ -27,6 +29,8 @@ SOCKET_SESSION_KEY = "pulseboard.socket_session"
 # Sliding the idle expiry costs a write; do it at most once a minute per session.
 REFRESH_INTERVAL = timedelta(minutes=1)
 
+log = logging.getLogger(__name__)
+
 
 def store_id(sid: str) -> str:
     """The key a session is stored (and its sockets bound) under: a hash of the cookie's
@@ -36,6 +40,8 @@ def store_id(sid: str) -> str:
 
 class DatabaseSession(ServerSideSession):
     stored_expiry = None
+    # True when the database could not be asked (a socket's connect refuses, retryably).
+    unreadable = False
 
 
 class DatabaseSessionInterface(ServerSideSessionInterface):
@@ -64,9 +70,21 @@ class DatabaseSessionInterface(ServerSideSessionInterface):
         cached = request.environ.get(SOCKET_SESSION_KEY)
         if cached is not None:
             return cached
-        session = self._open_session(app, request)
-        if request.path.startswith(SOCKETIO_PATH):
-            request.environ[SOCKET_SESSION_KEY] = session
+        if not request.path.startswith(SOCKETIO_PATH):
+            return self._open_session(app, request)
+        try:
+            session = self._open_session(app, request)
+        except SQLAlchemyError as error:
+            # Socket.IO opens the session before any handler runs, where an error would
+            # leave the client waiting for an answer that never comes. An unreadable
+            # session is an anonymous one, marked so that the connect handler refuses
+            # with "retry" rather than "sign in"; it is not kept, the next event reads again.
+            db.session.rollback()
+            log.warning("socket session not read (%s); the connect will be retried", error)
+            session = self.session_class(sid=self._generate_sid(self.sid_length), permanent=True)
+            session.unreadable = True
+            return session
+        request.environ[SOCKET_SESSION_KEY] = session
         return session
 
     def _open_session(self, app: Flask, request: Request) -> DatabaseSession:

@@ -351,7 +351,25 @@
     fire("disconnect", reason);
   });
 
-  socket.on("connect_error", () => {
+  // A refusal the server marks retryable (its database was too busy to answer) is
+  // retried here, with the same backoff as a lost connection: socket.io-client retries
+  // a failed handshake by itself, but never a refused connect.
+  let refusedRetries = 0;
+  socket.on("connect", () => {
+    refusedRetries = 0;
+  });
+
+  socket.on("connect_error", (error) => {
+    if (!socket.active && error && error.data && error.data.retry) {
+      const base = Math.min(RECONNECT_DELAY_MS * 2 ** refusedRetries, RECONNECT_DELAY_MAX_MS);
+      refusedRetries += 1;
+      const wait = base * (1 - RECONNECT_JITTER + 2 * RECONNECT_JITTER * Math.random());
+      setState(everConnected ? "reconnecting" : "connecting");
+      setTimeout(() => {
+        if (!socket.connected) socket.connect();
+      }, wait);
+      return;
+    }
     // `active` is false when the server refused us (signed out): retrying is pointless.
     if (!socket.active) setState("disconnected");
     else setState(everConnected ? "reconnecting" : "connecting");

@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 # Seconds; from a fast page to a slow replay read.
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+JOIN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 # Seconds from an event's timestamp to its storing: milliseconds when healthy,
 # minutes when the consumer was down and catches up.
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
@@ -110,6 +111,15 @@ class Metrics:
             ["web_instance"],
             multiprocess_mode="livesum",
         )
+        self.joins_refused = Counter(
+            "pulseboard_stream_joins_refused",
+            "Socket.IO handshakes answered 429 because too many sockets were joining at once",
+        )
+        self.join_seconds = Histogram(
+            "pulseboard_stream_join_seconds",
+            "From a socket's handshake to its first subscribe answered (or its refusal)",
+            buckets=JOIN_BUCKETS,
+        )
         self.upgrades = Counter(
             "pulseboard_socket_upgrades",
             "Sockets that moved from long-polling to WebSocket after connecting",
@@ -188,6 +198,14 @@ def http_request(endpoint: str, method: str, status: int, seconds: float) -> Non
 
 def socket_rate_limited(namespace: str) -> None:
     get().rate_limited.labels("socket", namespace).inc()
+
+
+def stream_join_refused() -> None:
+    get().joins_refused.inc()
+
+
+def stream_joined(seconds: float) -> None:
+    get().join_seconds.observe(seconds)
 
 
 def login(method: str, succeeded: bool) -> None:

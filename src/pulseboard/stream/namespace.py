@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import current_app, request
+from flask import current_app, request, session
 from flask_login import current_user
 from flask_socketio import (  # its ConnectionRefusedError: the message reaches the client
     ConnectionRefusedError,
@@ -23,6 +23,7 @@ from flask_socketio import (  # its ConnectionRefusedError: the message reaches 
     join_room,
     leave_room,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
 from .. import metrics
 from ..api.tokens import READ, find_active_token
@@ -31,6 +32,7 @@ from ..events import store
 from ..extensions import db
 from ..metrics.sockets import gauges
 from .access import may_read
+from .admission import finish_join
 from .guard import token_binding
 from .names import EVENTS, NAMESPACE, session_room, token_room, topic_room, user_room
 from .repair import checker
@@ -43,8 +45,27 @@ from .subscribe import InvalidRequest, parse_fill, parse_subscribe, parse_unsubs
 log = logging.getLogger(__name__)
 
 
+# What a client is told when the database could not answer in time (a storm, an
+# outage): its connect or request failed for now and is worth retrying.
+BUSY = "the server is busy; retry shortly"
+
+
 class StreamNamespace(Namespace):
     def on_connect(self, auth=None):
+        try:
+            self._connect(auth)
+        except ConnectionRefusedError:
+            finish_join(request.environ)
+            raise
+        except SQLAlchemyError as error:
+            finish_join(request.environ)
+            db.session.rollback()
+            log.warning("socket %s not connected: database error (%s)", request.sid, error)
+            raise ConnectionRefusedError(BUSY, {"retry": True}) from None
+
+    def _connect(self, auth):
+        if getattr(session, "unreadable", False):
+            raise ConnectionRefusedError(BUSY, {"retry": True})
         auth = auth if isinstance(auth, dict) else {}
         since = auth.get("since")
         since = since if isinstance(since, int) and since >= 0 else 0
@@ -75,11 +96,19 @@ class StreamNamespace(Namespace):
         log.info("socket %s connected: %s", request.sid, who)
 
     def on_disconnect(self, reason=None):
+        finish_join(request.environ)
         registry.remove(request.sid)
         gauges.disconnected(request.sid)
         log.info("socket %s disconnected (%s)", request.sid, reason)
 
     def on_subscribe(self, data=None):
+        try:
+            return self._subscribe(data)
+        finally:
+            # Its first subscribe answered, a socket has joined (see admission.py).
+            finish_join(request.environ)
+
+    def _subscribe(self, data):
         state = self._checked_state()
         if state is None:
             return {"ok": False, "error": "too many requests; slow down"}
@@ -204,14 +233,35 @@ def token_socket(clear, eio_sid: str, since: int) -> SocketState:
 
 def emit_events(batch: list[dict]) -> None:
     """Send ``batch`` to this socket; an event that cannot be encoded is left out,
-    never the batch (nor the ack after it)."""
+    never the batch (nor the ack after it).
+
+    The socket is this process's own: the message goes straight to it
+    (``ignore_queue``), not round the message queue to every instance."""
     try:
-        emit(EVENTS, batch)
+        emit(EVENTS, batch, ignore_queue=True)
     except Exception:  # RecursionError, a lone surrogate...
         kept = deliverable(batch)
         if kept:
-            emit(EVENTS, kept)
+            emit(EVENTS, kept, ignore_queue=True)
+
+
+def answer_error(error: Exception) -> dict:
+    """The answer to a request whose handler failed: never silence, which would leave the
+    client waiting for its ack; a database that could not answer is worth a retry.
+    A connect that failed is refused (Flask-SocketIO would take any other answer of
+    this handler for the connect handler's, and accept the socket)."""
+    if request.event["message"] == "connect":
+        log.error("socket %s: connect failed", request.sid, exc_info=error)
+        finish_join(request.environ)
+        return False
+    if isinstance(error, SQLAlchemyError):
+        db.session.rollback()
+        log.warning("socket %s: database error (%s)", request.sid, error)
+        return {"ok": False, "error": BUSY, "retry": True}
+    log.error("socket %s: %s failed", request.sid, request.event["message"], exc_info=error)
+    return {"ok": False, "error": "the server failed to answer this request"}
 
 
 def register(socketio) -> None:
     socketio.on_namespace(StreamNamespace(NAMESPACE))
+    socketio.on_error(NAMESPACE)(answer_error)
