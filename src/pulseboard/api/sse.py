@@ -207,8 +207,9 @@ def events_stream(
                 yield ": ping\n\n"
                 next_ping = now + heartbeat
             batch = listener.take(timeout=max(0.0, min(next_ping, next_check) - now))
-            if batch:
-                yield from _messages(rule, batch, positions)
+            # One write per batch, not per event: a send each cost more than the rest.
+            if batch and (chunk := "".join(_messages(rule, batch, positions))):
+                yield chunk
     finally:
         listeners.remove(listener)
         log.info("stream %s closed at %s", reader.name, format_event_id(positions))
@@ -225,10 +226,27 @@ def replayed(rule: TopicFilter, topics: list[str], positions: dict[str, int]) ->
         if first and page.gap:
             yield "event: gap\ndata: {}\n\n"  # retention pruned some of what was asked
         first = False
-        yield from _messages(rule, [event.as_dict() for event in page.events], positions)
+        if chunk := "".join(_messages(rule, [event.as_dict() for event in page.events], positions)):
+            yield chunk
         if len(page.events) < limit:
             return
         cursor = page.events[-1].seq
+
+
+# Every stream of an event sends the same JSON: encode it once per process, keyed by
+# its seq (unique in the log); a few seconds' worth is kept.
+_ENCODED: dict[int, str] = {}
+ENCODED_KEPT = 10_000
+
+
+def encoded(event: dict) -> str:
+    data = _ENCODED.get(event["seq"])
+    if data is None:
+        data = json.dumps(event, separators=(",", ":"))
+        if len(_ENCODED) >= ENCODED_KEPT:
+            _ENCODED.clear()
+        _ENCODED[event["seq"]] = data
+    return data
 
 
 def _messages(rule: TopicFilter, events: list[dict], positions: dict[str, int]) -> Iterator[str]:
@@ -240,7 +258,7 @@ def _messages(rule: TopicFilter, events: list[dict], positions: dict[str, int]) 
         if not rule.accepts(event):
             continue
         try:
-            data = json.dumps(event, separators=(",", ":"))
+            data = encoded(event)
         except (TypeError, ValueError, RecursionError):
             log.exception("event %s cannot be encoded; left out", event["seq"])
             continue
