@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 sys.path.insert(0, str(ROOT))
 
+from tests.faults import WebInstance  # noqa: E402
 from tests.pipeline import ConsumerProcess, declared_topology  # noqa: E402
 from tests.servers import (  # noqa: E402
     base_env,
@@ -143,7 +144,9 @@ def gunicorn_worker(url: str) -> int:
 
 
 @contextlib.contextmanager
-def pulseboard(instances: int = 1, **settings: str):
+def pulseboard(instances: int = 1, restartable: bool = False, **settings: str):
+    """The product on the shared RabbitMQ and database server. With ``restartable``,
+    ``server.restart()`` stops the (first) instance as systemd does and starts it again."""
     tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"pb-bench-{secrets.token_hex(3)}"  # noqa: S108
     tmp.mkdir(parents=True)
     ports = [free_port() for _ in range(instances)]
@@ -167,7 +170,14 @@ def pulseboard(instances: int = 1, **settings: str):
         # Runs once the web instances and the consumer are gone (an exit stack unwinds last in
         # first out): Socket.IO's fanout exchange outlives them otherwise.
         stack.callback(delete_exchange, BROKER, config["SOCKETIO_CHANNEL"])
-        urls = [stack.enter_context(gunicorn(env, port)) for port in ports]
+        if restartable:
+            web = [WebInstance(env, port, tmp) for port in ports]
+            for instance in web:
+                stack.callback(instance.stop)
+                instance.start()
+            urls = [instance.url for instance in web]
+        else:
+            urls = [stack.enter_context(gunicorn(env, port)) for port in ports]
         consumer = ConsumerProcess(env, tmp / "consumer.log")
         stack.callback(consumer.stop)
         consumer.wait_connected()
@@ -182,6 +192,14 @@ def pulseboard(instances: int = 1, **settings: str):
         server.env = env
         server.log_dir = tmp
         server.feed = lambda rate, seconds: feed_pulseboard(env, rate, seconds)
+        if restartable:
+
+            def restart() -> None:
+                web[0].stop()
+                web[0].start()
+                server.web_pids[0] = gunicorn_worker(urls[0])
+
+            server.restart = restart
         yield server
 
 
@@ -250,9 +268,7 @@ def flask_socketio():
         yield server
 
 
-@contextlib.contextmanager
-def node_reference():
-    port = free_port()
+def start_node_reference(port: int) -> subprocess.Popen:
     process = subprocess.Popen(
         ["node", "reference.js", str(port)],
         cwd=NODE_DIR,
@@ -261,8 +277,38 @@ def node_reference():
         text=True,
         start_new_session=True,
     )
+    assert "listening" in process.stdout.readline()
+    return process
+
+
+@contextlib.contextmanager
+def node_reference_process():
+    """The Node.js reference alone, with ``server.restart()``; it is never fed."""
+    port = free_port()
+    holder = [start_node_reference(port)]
+    server = Server()
+    server.name = "node"
+    server.urls = [f"http://127.0.0.1:{port}"]
+    server.web_pids = [holder[0].pid]
+    server.other_pids = []
+
+    def restart() -> None:
+        stop(holder[0])
+        holder[0] = start_node_reference(port)
+        server.web_pids = [holder[0].pid]
+
+    server.restart = restart
     try:
-        assert "listening" in process.stdout.readline()
+        yield server
+    finally:
+        stop(holder[0])
+
+
+@contextlib.contextmanager
+def node_reference():
+    port = free_port()
+    process = start_node_reference(port)
+    try:
         server = Server()
         server.name = "node"
         server.urls = [f"http://127.0.0.1:{port}"]

@@ -2,6 +2,7 @@
 
     python bench/delivery.py [--clients 500] [--rates 100,300,600] [--seconds 10]
                              [--servers pulseboard,flask-socketio,node] [--instances 1]
+                             [--transports websocket,polling,sse]
                              [--out bench/results/delivery.json]
 
 For each server (see bench/common.py) and each publish rate, connects
@@ -9,7 +10,9 @@ For each server (see bench/common.py) and each publish rate, connects
 ``rate`` events a second, and measures over a ``--seconds`` window: events
 received by all clients per second, latency percentiles (client receive time
 minus the producer's timestamp), messages per client per second, and the CPU
-of the web process(es) and of everything else on the path.  Prints a table,
+of the web process(es) and of everything else on the path.  ``--transports``
+repeats it over long-polling or, for Pulseboard, Server-Sent Events
+(``GET /api/v1/stream``, one event per message), rows named ``server/transport``.  Prints a table,
 then the whole result as one JSON line (also written to ``--out``).
 """
 
@@ -24,8 +27,8 @@ from common import SERVERS, Clients, Meter, prepare, report, rss_kb, server_name
 WARMUP = 2.0  # seconds of feed before the window opens
 
 
-def measure(server, clients: int, rate: float, seconds: float) -> dict:
-    group = Clients(server, clients, seconds)
+def measure(server, clients: int, rate: float, seconds: float, transport: str) -> dict:
+    group = Clients(server, clients, seconds, transport)
     try:
         group.wait_ready()
         feeder = server.feed(rate, seconds + WARMUP + 1)
@@ -47,7 +50,8 @@ def measure(server, clients: int, rate: float, seconds: float) -> dict:
     per_second = report["received"] / report["seconds"]
     offered = rate * clients
     return {
-        "server": server.name,
+        "server": server.name if transport == "websocket" else f"{server.name}/{transport}",
+        "transport": transport,
         "instances": len(server.urls),
         "clients": clients,
         "rate": rate,
@@ -88,17 +92,20 @@ def ratios(rows: list[dict]) -> str:
     """Pulseboard beside each baseline at the same rate: delivered/s and p99 as ratios."""
     by_key = {(row["server"], row["rate"]): row for row in rows}
     lines = []
+    against = {
+        "pulseboard": ("node", "flask-socketio"),
+        "pulseboard/sse": ("pulseboard", "node"),  # SSE beside Socket.IO on WebSocket
+        "pulseboard/polling": ("pulseboard", "node/polling"),
+    }
     for (server, rate), row in sorted(by_key.items(), key=lambda item: item[0][1]):
-        if server != "pulseboard":
-            continue
-        for baseline in ("node", "flask-socketio"):
+        for baseline in against.get(server, ()):
             other = by_key.get((baseline, rate))
             if other is None or not other["delivered_per_s"]:
                 continue
             throughput = row["delivered_per_s"] / other["delivered_per_s"]
             ours, theirs = row["latency_ms"]["p99"], other["latency_ms"]["p99"]
             lines.append(
-                f"rate {rate:>6g}/s  pulseboard / {baseline:<15} delivered x{throughput:5.2f}"
+                f"rate {rate:>6g}/s  {server} / {baseline:<15} delivered x{throughput:5.2f}"
                 f"   p99 {ours} vs {theirs} ms (x{ours / max(theirs, 1):.2f})"
             )
     return "\n".join(lines)
@@ -111,6 +118,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--instances", type=int, default=1, help="Pulseboard web instances")
+    parser.add_argument(
+        "--transports",
+        default="websocket",
+        help="websocket, polling, sse (Server-Sent Events: Pulseboard only), comma-separated",
+    )
     parser.add_argument("--out", type=Path)
     arguments = parser.parse_args()
     prepare()
@@ -118,12 +130,17 @@ def main() -> None:
     rows = []
     for name in arguments.servers.split(","):
         instances = arguments.instances if name == "pulseboard" else 1
-        for rate in rates:
-            # A fresh server for each rate: a backlog left by an overloaded run must not
-            # spill into the next one's window.
-            with server_named(name, instances) as server:
-                rows.append(measure(server, arguments.clients, rate, arguments.seconds))
-            print(table(rows[-1:]).splitlines()[-1], flush=True)
+        for transport in arguments.transports.split(","):
+            if transport == "sse" and name != "pulseboard":
+                continue
+            for rate in rates:
+                # A fresh server for each rate: a backlog left by an overloaded run must
+                # not spill into the next one's window.
+                with server_named(name, instances) as server:
+                    rows.append(
+                        measure(server, arguments.clients, rate, arguments.seconds, transport)
+                    )
+                print(table(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(table(rows))
     if comparison := ratios(rows):

@@ -3,6 +3,8 @@
 //   node clients.js '{"url": ..., "cookie": ..., "count": 500, "topic": "market.ticks",
 //                     "transport": "websocket", "seconds": 10}'
 //
+// transport: "websocket", "polling", or "sse" (Server-Sent Events, Pulseboard only).
+//
 // Prints {"ready": n} once every client is subscribed, then waits for a line on
 // stdin (the start of the measured window), and SECONDS later prints one JSON
 // line: events received in the window, a latency histogram in ms (receive time
@@ -41,6 +43,57 @@ function subscribed(ack) {
   if (ready + errors === count) process.stdout.write(JSON.stringify({ ready, errors }) + "\n");
 }
 
+// Server-Sent Events (transport "sse"): GET /api/v1/stream with the same cookie,
+// one event per SSE message; ready once the stream's ": connected" comment arrives.
+const http = require("http");
+function openStream() {
+  const target = new URL(`/api/v1/stream?topics=${encodeURIComponent(topic)}`, url);
+  let counted = false;
+  const request = http.get(
+    target,
+    { headers: { Cookie: cookie, Accept: "text/event-stream" }, agent: false },
+    (response) => {
+      if (response.statusCode !== 200) {
+        errors += 1;
+        pending -= 1;
+        response.resume();
+        openMore();
+        return;
+      }
+      response.setEncoding("utf8");
+      let buffer = "";
+      response.on("data", (chunk) => {
+        buffer += chunk;
+        let end;
+        while ((end = buffer.indexOf("\n\n")) >= 0) {
+          const message = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          if (!counted && message.startsWith(": connected")) {
+            counted = true;
+            pending -= 1;
+            subscribed({ ok: true });
+            openMore();
+            continue;
+          }
+          const data = message.split("\n").find((line) => line.startsWith("data: "));
+          if (data && message.includes("event: event")) record([JSON.parse(data.slice(6))]);
+        }
+      });
+      response.on("end", () => {
+        if (measuring) disconnects += 1;
+      });
+    },
+  );
+  request.on("error", () => {
+    if (!counted) {
+      errors += 1;
+      pending -= 1;
+      openMore();
+    } else if (measuring) disconnects += 1;
+  });
+  sockets.push({ close: () => request.destroy() });
+}
+
 // At most WINDOW handshakes in flight, so a large count does not overflow the
 // server's accept queue.
 const WINDOW = 100;
@@ -50,6 +103,10 @@ function openMore() {
   while (pending < WINDOW && opened < count) {
     opened += 1;
     pending += 1;
+    if (transport === "sse") {
+      openStream();
+      continue;
+    }
     const socket = io(url + "/stream", {
       transports: transport === "polling" ? ["polling"] : ["websocket"],
       extraHeaders: { Cookie: cookie, Origin: options.origin || url },
