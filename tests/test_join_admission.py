@@ -1,6 +1,7 @@
-"""A reconnect storm is shed politely: over the joining limit a handshake gets 429
-with Retry-After at once, never a timeout or a 5xx; every join frees its place; a
-connect the database could not answer is refused as retryable, and the page retries.
+"""A reconnect storm is shed politely: over the joining limit a connect is refused at
+once as retryable, never left to time out; every join frees its place; anonymous
+handshakes hold none; a connect the database could not answer is refused as
+retryable too, and the page retries both.
 
 Raw Engine.IO requests (``requests``) play the clients where the exact answer matters;
 real Chromium plays the page that must come back by itself.
@@ -13,6 +14,7 @@ import json
 import re
 import threading
 import time
+from pathlib import Path
 
 import pymysql
 import pytest
@@ -24,7 +26,6 @@ from pulseboard.stream.admission import JoinGate
 
 from .browser import open_stream_page, sign_in
 from .conftest import MYSQL_SERVER
-from .pipeline import wait_for
 from .servers import base_env, free_port, gunicorn, run_cli, temporary_database
 from .streaming import StreamClient, create_users, embedded_site, ingest, signed_in_session
 
@@ -72,10 +73,24 @@ class RawSocket:
         raise AssertionError(f"no packet starting {prefix!r} within {timeout}s")
 
 
-def assert_refused_politely(response: requests.Response) -> None:
-    assert response.status_code == 429, (response.status_code, response.text)
-    assert 1 <= int(response.headers["Retry-After"]) <= 5
-    assert "retry" in response.text
+def connect(socket: RawSocket) -> str:
+    """Ask to connect to /stream on an open connection: the answer packet."""
+    socket.send("40/stream,{}")
+    return socket.receive_until("4")
+
+
+def joined(url: str, browser: requests.Session) -> RawSocket:
+    """A signed-in socket that connected to /stream and has not subscribed: it holds a
+    place until STREAM_JOIN_TIMEOUT."""
+    socket = RawSocket(url, browser)
+    assert socket.handshake().status_code == 200
+    assert connect(socket).startswith("40/stream,")
+    return socket
+
+
+REFUSED = (
+    '44/stream,{"message":"too many connections are joining; retry shortly","data":{"retry":true}}'
+)
 
 
 # --- the gate alone ------------------------------------------------------------------------
@@ -115,58 +130,51 @@ def site(tmp_path_factory):
         yield site
 
 
-def wait_until_the_gate_is_empty(url: str) -> None:
-    """Earlier tests' abandoned handshakes expire (STREAM_JOIN_TIMEOUT)."""
-
-    def admitted() -> bool:
-        probe = RawSocket(url)
-        if probe.handshake().status_code != 200:
-            return False
-        probe.send("1")  # close it: a closed connection frees its place
-        return True
-
-    wait_for(admitted, 10, message="a free place")
-    time.sleep(3.2)  # the probes' own places expire too
-
-
-def test_a_handshake_over_the_limit_is_refused_at_once_with_retry_after(site):
-    url = site["url"]
-    wait_until_the_gate_is_empty(url)
-    held = [RawSocket(url), RawSocket(url)]
-    for socket in held:
-        assert socket.handshake().status_code == 200
-    started = time.monotonic()
-    refused = RawSocket(url).handshake()
-    assert time.monotonic() - started < 1
-    assert_refused_politely(refused)
-    # A request of a connection already open is never refused.
-    assert held[0].receive()
-    # The quiet handshakes give their places back after STREAM_JOIN_TIMEOUT.
+def wait_until_the_gate_is_empty() -> None:
+    """Earlier tests' joins that never subscribed expire (STREAM_JOIN_TIMEOUT)."""
     time.sleep(3.2)
-    assert RawSocket(url).handshake().status_code == 200
 
 
-def test_a_handshake_engine_io_refuses_holds_no_place(site):
+def test_a_connect_over_the_limit_is_refused_at_once_as_retryable(site):
     url = site["url"]
-    wait_until_the_gate_is_empty(url)
-    for _ in range(5):
-        assert RawSocket(url).handshake(origin="https://evil.example").status_code == 400
-    assert RawSocket(url).handshake().status_code == 200
+    browser = signed_in_session(url, "bob@example.com")
+    wait_until_the_gate_is_empty()
+    held = [joined(url, browser), joined(url, browser)]
+    third = RawSocket(url, browser)
+    assert third.handshake().status_code == 200  # a handshake is never counted
+    started = time.monotonic()
+    assert connect(third) == REFUSED
+    assert time.monotonic() - started < 2
+    # The places come back after STREAM_JOIN_TIMEOUT; the refused connect, retried
+    # on the same connection, then gets in.
+    time.sleep(3.2)
+    assert connect(third).startswith("40/stream,")
+    assert held
+
+
+def test_anonymous_handshakes_hold_no_place(site):
+    url = site["url"]
+    wait_until_the_gate_is_empty()
+    quiet = [RawSocket(url) for _ in range(10)]  # five times the limit, never connecting
+    for socket in quiet:
+        assert socket.handshake().status_code == 200
+    browser = signed_in_session(url, "bob@example.com")
+    assert joined(url, browser)
 
 
 def test_a_refused_connect_frees_its_place_at_once(site):
     url = site["url"]
-    wait_until_the_gate_is_empty(url)
+    wait_until_the_gate_is_empty()
     for _ in range(4):  # twice the limit: each place must come back at once
         anonymous = RawSocket(url)
         assert anonymous.handshake().status_code == 200
-        anonymous.send("40/stream,{}")
-        assert "sign in first" in anonymous.receive_until("44/stream,")
+        assert "sign in first" in connect(anonymous)
+    assert joined(url, signed_in_session(url, "bob@example.com"))
 
 
 def test_a_socket_that_subscribed_has_joined_and_frees_its_place(site):
     url = site["url"]
-    wait_until_the_gate_is_empty(url)
+    wait_until_the_gate_is_empty()
     clients = []
     try:
         for _ in range(4):  # twice the limit
@@ -174,7 +182,7 @@ def test_a_socket_that_subscribed_has_joined_and_frees_its_place(site):
             clients.append(client)
             assert client.call("subscribe", {"topics": ["market.ticks"]})["ok"]
         # Four sockets connected and subscribed; the places are free for more.
-        assert RawSocket(url).handshake().status_code == 200
+        assert joined(url, signed_in_session(url, "bob@example.com"))
     finally:
         for client in clients:
             client.close()
@@ -188,22 +196,19 @@ def test_the_page_comes_back_by_itself_after_being_turned_away(site, browser):
         page.set_default_timeout(20_000)
         sign_in(page, url)
         page.goto("about:blank")  # the page signing in lands on opens a socket too
-        wait_until_the_gate_is_empty(url)
-        refusals = []
-        page.on(
-            "response",
-            lambda response: response.status == 429 and refusals.append(response.url),
-        )
-
-        # Two quiet handshakes fill the gate for 3 s: the page's first handshake is
+        wait_until_the_gate_is_empty()
+        log = Path(site["log"])
+        refused_before = log.read_text().count("joining refused")
+        # Two sockets that never subscribe fill the gate for 3 s: the page's connect is
         # refused, and its backoff brings it back once they expire.
-        for _ in range(2):
-            assert RawSocket(url).handshake().status_code == 200
+        holder = signed_in_session(url, "bob@example.com")
+        held = [joined(url, holder), joined(url, holder)]
         open_stream_page(page, url, "/live", "market.ticks", timeout_ms=20_000)
-        assert refusals, "the page was never turned away"
+        assert log.read_text().count("joining refused") > refused_before, "never turned away"
         expect(page.locator("#conn-state")).to_have_text(re.compile("Connected"))
         ingest(url, site["token"], [{"topic": "market.ticks", "type": "tick", "payload": {}}])
         expect(page.locator("#event-list .event-row")).to_have_count(1)
+        assert held
     finally:
         context.close()
 

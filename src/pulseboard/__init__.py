@@ -99,7 +99,7 @@ def register_extensions(app: Flask) -> None:
 def init_socketio(app: Flask) -> None:
     from .admin.notices import register as register_admin_namespace
     from .stream import wire
-    from .stream.admission import JoinAdmission, JoinGate
+    from .stream.admission import JoinGate
     from .stream.backpressure import QueueLimits
     from .stream.delivery import LocalStreamManager, QueueStreamManager
     from .stream.guard import SessionBoundSockets
@@ -130,13 +130,12 @@ def init_socketio(app: Flask) -> None:
     )
     wire.install(socketio.server.eio, compression=config["STREAM_WS_COMPRESSION"])
     repair.attach(app, socketio)
-    register_stream(socketio)
+    # A reconnect storm is let in at the pace this process can serve; the rest retry.
+    register_stream(
+        socketio, JoinGate(config["STREAM_JOIN_CONCURRENCY"], config["STREAM_JOIN_TIMEOUT"])
+    )
     register_admin_namespace(socketio)
     app.wsgi_app = SessionBoundSockets(app.wsgi_app, config["SESSION_COOKIE_NAME"])
-    # A reconnect storm is let in at the pace this process can serve; the rest retry.
-    gate = JoinGate(config["STREAM_JOIN_CONCURRENCY"], config["STREAM_JOIN_TIMEOUT"])
-    app.extensions["pulseboard.join_gate"] = gate
-    app.wsgi_app = JoinAdmission(app.wsgi_app, gate)
     # Outermost: a body Engine.IO would choke on is refused before anything reads it.
     app.wsgi_app = PollingBodyGuard(app.wsgi_app, config["STREAM_MAX_MESSAGE_BYTES"])
 

@@ -231,10 +231,10 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         # Seconds between checks that this instance got every event of its sockets'
         # topics through the fan-out; what it missed is delivered from the log.
         "STREAM_REPAIR_SECONDS": read.int("STREAM_REPAIR_SECONDS", 2, minimum=1),
-        # Sockets joining at once per process (handshake to first subscribe answered);
-        # a handshake over it gets 429 and the client retries after its backoff.
+        # Sockets joining at once per process (connect to first subscribe answered);
+        # a connect over it is refused with {retry: true}; the page retries it.
         "STREAM_JOIN_CONCURRENCY": read.int("STREAM_JOIN_CONCURRENCY", 100, minimum=1),
-        # Seconds a join may hold its place (a client that handshakes and goes quiet).
+        # Seconds a join may hold its place (a client that connects and goes quiet).
         "STREAM_JOIN_TIMEOUT": read.int("STREAM_JOIN_TIMEOUT", 5, minimum=1),
         # permessage-deflate on WebSockets: CPU and a zlib context per connection.
         "STREAM_WS_COMPRESSION": read.bool("STREAM_WS_COMPRESSION", False),

@@ -113,11 +113,11 @@ class Metrics:
         )
         self.joins_refused = Counter(
             "pulseboard_stream_joins_refused",
-            "Socket.IO handshakes answered 429 because too many sockets were joining at once",
+            "/stream connects refused (retry: true) because too many sockets were joining at once",
         )
         self.join_seconds = Histogram(
             "pulseboard_stream_join_seconds",
-            "From a socket's handshake to its first subscribe answered (or its refusal)",
+            "From a socket's connect to its first subscribe answered (or its refusal)",
             buckets=JOIN_BUCKETS,
         )
         self.upgrades = Counter(

@@ -1,29 +1,31 @@
 """How many sockets may be joining at once: a reconnect storm is shed, not queued.
 
 When an instance restarts, every client it held comes back within seconds.
-Each joining socket costs a handshake, a session read, a subscribe and its
-replay; thousands at once share one event loop and one database pool, every
-one of them gets slower, the pool's wait runs out and joins fail after
-seconds with nothing to show for them (measured: ``bench/storm.py``).
+Each joining socket costs a session read, a subscribe and its replay;
+thousands at once share one event loop and one database pool, every one of
+them gets slower, the pool's wait runs out and joins fail after seconds with
+nothing to show for them (measured: ``bench/storm.py``).
 
 So a process lets at most ``STREAM_JOIN_CONCURRENCY`` sockets join at a time.
-A join starts with the Engine.IO handshake (a ``/socket.io/`` request with no
-``sid``) and ends when the socket's first subscribe is answered, when its
+A join starts when a socket asks to connect to ``/stream`` (before its
+session is read) and ends when its first subscribe is answered, when its
 connect is refused, when it disconnects, or ``STREAM_JOIN_TIMEOUT`` seconds
-after it began, whichever comes first.  A handshake over the limit is answered
-at once ``429 Too Many Requests`` with ``Retry-After``: socket.io-client takes
-any failed handshake as a reason to retry after its backoff (the page's is
-jittered), so the clients that are turned away come back spread out, and
-those let in are served at full speed.
+after it began, whichever comes first.  A connect over the limit is refused at
+once with ``{"retry": true}``; the page retries such a refusal after its
+jittered backoff, so the clients turned away come back spread out and those
+let in are served at full speed.
 
-The join travels with the handshake's WSGI environ, which python-socketio
-hands to the namespace's connect handler (``JOIN_KEY``).
+The Engine.IO handshake itself is not counted: it costs little, and an
+anonymous client that handshakes and goes quiet must not hold a place (a
+flood of those would lock every real user out).
+
+The join travels in the handshake's WSGI environ, which python-socketio hands
+to every handler of the connection (``JOIN_KEY``).
 """
 
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 from collections import OrderedDict
@@ -33,9 +35,8 @@ from .. import metrics
 log = logging.getLogger(__name__)
 
 JOIN_KEY = "pulseboard.stream_join"
-# A refused client is told to wait this many seconds, drawn at random, so that
-# clients honouring it do not come back in step.
-RETRY_AFTER_SECONDS = (1, 5)
+# What a client turned away is told (with data {"retry": true}).
+TOO_MANY_JOINING = "too many connections are joining; retry shortly"
 
 
 class Join:
@@ -82,8 +83,16 @@ class JoinGate:
         return len(self._joining)
 
 
-def join_of(environ: dict) -> Join | None:
-    return environ.get(JOIN_KEY)
+def begin_join(gate: JoinGate, environ: dict) -> bool:
+    """Take a place for the socket of this environ; False when the gate is full."""
+    if JOIN_KEY in environ:  # a connect retried on the same connection still holds one
+        return True
+    join = gate.admit()
+    if join is None:
+        metrics.stream_join_refused()
+        return False
+    environ[JOIN_KEY] = join
+    return True
 
 
 def finish_join(environ: dict) -> None:
@@ -91,45 +100,3 @@ def finish_join(environ: dict) -> None:
     join = environ.pop(JOIN_KEY, None)
     if join is not None:
         join.done()
-
-
-class JoinAdmission:
-    """WSGI middleware: a handshake over the gate's limit gets 429 before Engine.IO sees it."""
-
-    def __init__(self, wsgi_app, gate: JoinGate, path: str = "/socket.io/"):
-        self.wsgi_app = wsgi_app
-        self.gate = gate
-        self.path = path
-
-    def __call__(self, environ, start_response):
-        if not environ.get("PATH_INFO", "").startswith(self.path) or _has_sid(environ):
-            return self.wsgi_app(environ, start_response)
-        join = self.gate.admit()
-        if join is None:
-            metrics.stream_join_refused()
-            wait = random.randint(*RETRY_AFTER_SECONDS)  # noqa: S311 - spreading, not secrecy
-            body = f"too many connections are opening at once; retry in {wait} s\n".encode()
-            start_response(
-                "429 Too Many Requests",
-                [
-                    ("Content-Type", "text/plain; charset=utf-8"),
-                    ("Content-Length", str(len(body))),
-                    ("Retry-After", str(wait)),
-                    ("Cache-Control", "no-store"),
-                ],
-            )
-            return [body]
-        environ[JOIN_KEY] = join
-
-        def watch(status: str, headers, exc_info=None):
-            # A handshake Engine.IO refused (bad origin, bad transport) opened nothing.
-            if not status.startswith(("200", "101")):
-                join.done()
-            return start_response(status, headers, exc_info)
-
-        return self.wsgi_app(environ, watch)
-
-
-def _has_sid(environ: dict) -> bool:
-    query = environ.get("QUERY_STRING", "")
-    return query.startswith("sid=") or "&sid=" in query

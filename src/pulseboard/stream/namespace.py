@@ -32,7 +32,7 @@ from ..events import store
 from ..extensions import db
 from ..metrics.sockets import gauges
 from .access import may_read
-from .admission import finish_join
+from .admission import TOO_MANY_JOINING, JoinGate, begin_join, finish_join
 from .guard import token_binding
 from .names import EVENTS, NAMESPACE, session_room, token_room, topic_room, user_room
 from .repair import checker
@@ -51,6 +51,18 @@ BUSY = "the server is busy; retry shortly"
 
 
 class StreamNamespace(Namespace):
+    def __init__(self, namespace: str, gate: JoinGate):
+        super().__init__(namespace)
+        self.gate = gate
+
+    def trigger_event(self, event, *args):
+        # python-socketio calls connect with (sid, environ, auth): the place is taken
+        # before Flask-SocketIO reads the session, so a refusal costs no database work.
+        if event == "connect" and not begin_join(self.gate, args[1]):
+            log.info("socket %s: joining refused (%d joining)", args[0], len(self.gate))
+            raise ConnectionRefusedError(TOO_MANY_JOINING, {"retry": True})
+        return super().trigger_event(event, *args)
+
     def on_connect(self, auth=None):
         try:
             self._connect(auth)
@@ -262,6 +274,6 @@ def answer_error(error: Exception) -> dict:
     return {"ok": False, "error": "the server failed to answer this request"}
 
 
-def register(socketio) -> None:
-    socketio.on_namespace(StreamNamespace(NAMESPACE))
+def register(socketio, gate: JoinGate) -> None:
+    socketio.on_namespace(StreamNamespace(NAMESPACE, gate))
     socketio.on_error(NAMESPACE)(answer_error)
