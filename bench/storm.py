@@ -32,7 +32,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import pymysql
 from common import (
     NODE_DIR,
     SERVERS,
@@ -42,7 +41,7 @@ from common import (
     pulseboard,
     report,
 )
-from sqlalchemy.engine import make_url
+from tests.pipeline import EventLog
 
 POLL = 0.5  # seconds between progress reports
 
@@ -122,17 +121,11 @@ class StormClients:
 
 
 def newest_seq(database_url: str) -> int:
-    url = make_url(database_url)
-    connection = pymysql.connect(
-        host=url.host, port=url.port or 3306, user=url.username, password=url.password or "",
-        database=url.database,
-    )  # fmt: skip
+    log = EventLog(database_url)
     try:
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE topic = %s", (TOPIC,))
-            return int(cursor.fetchone()[0])
+        return log.newest_seq(TOPIC)
     finally:
-        connection.close()
+        log.close()
 
 
 def storm(name: str, arguments) -> dict:

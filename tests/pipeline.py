@@ -70,6 +70,13 @@ class EventLog:
         with self.engine.connect() as connection:
             return connection.execute(text("SELECT count(*) FROM events")).scalar()
 
+    def newest_seq(self, topic: str) -> int:
+        with self.engine.connect() as connection:
+            return connection.execute(
+                text("SELECT COALESCE(MAX(seq), 0) FROM events WHERE topic = :topic"),
+                {"topic": topic},
+            ).scalar()
+
     def rows(self) -> list[tuple[int, str, str]]:
         with self.engine.connect() as connection:
             return [

@@ -16,11 +16,10 @@ import threading
 import time
 from pathlib import Path
 
-import pymysql
 import pytest
 import requests
 from playwright.sync_api import expect
-from sqlalchemy.engine import make_url
+from sqlalchemy import create_engine
 
 from pulseboard.stream.admission import JoinGate
 
@@ -236,19 +235,16 @@ def one_connection_site(tmp):
 @contextlib.contextmanager
 def sessions_locked(database_url: str):
     """Another client holds the sessions table: reads of it wait."""
-    url = make_url(database_url)
-    holder = pymysql.connect(
-        host=url.host, port=url.port or 3306, user=url.username, password=url.password or "",
-        database=url.database,
-    )  # fmt: skip
+    engine = create_engine(database_url)
     try:
-        with holder.cursor() as cursor:
-            cursor.execute("LOCK TABLES sessions WRITE")
-        yield
+        with engine.connect() as holder:
+            holder.exec_driver_sql("LOCK TABLES sessions WRITE")
+            try:
+                yield
+            finally:
+                holder.exec_driver_sql("UNLOCK TABLES")
     finally:
-        with holder.cursor() as cursor:
-            cursor.execute("UNLOCK TABLES")
-        holder.close()
+        engine.dispose()
 
 
 def test_a_connect_the_database_cannot_answer_is_refused_as_retryable(tmp_path):

@@ -42,7 +42,7 @@ TOO_MANY_JOINING = "too many connections are joining; retry shortly"
 class Join:
     """One socket's join: ``done()`` frees its place (more than once is harmless)."""
 
-    __slots__ = ("__weakref__", "gate")
+    __slots__ = ("gate",)
 
     def __init__(self, gate: JoinGate):
         self.gate = gate
