@@ -15,6 +15,7 @@ from pathlib import Path
 import requests
 import socketio
 
+from pulseboard.events.envelope import new_envelope
 from pulseboard.events.producer import Producer, PublishError
 
 from .servers import PROJECT_ROOT, VENV_BIN, stop, wait_until_healthy
@@ -46,11 +47,14 @@ class SteadyProducer(threading.Thread):
         started = time.monotonic()
         for n in range(self.count):
             topic = self.side if n % self.side_every == self.side_every - 1 else self.main
+            payload = {"n": n, "pad": self.pad} if self.pad else {"n": n}
+            # Built once: a retry sends the same id, as a producer must. A publish whose
+            # confirm was lost may still have been queued; the log keeps it once.
+            envelope = new_envelope(topic, "tick", payload)
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    payload = {"n": n, "pad": self.pad} if self.pad else {"n": n}
-                    self.confirmed.append(self.producer.publish(topic, "tick", payload))
+                    self.confirmed.extend(self.producer.publish_envelopes([envelope]))
                     break
                 except PublishError:
                     self.retries += 1
