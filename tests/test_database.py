@@ -40,10 +40,17 @@ def test_deleting_a_user_deletes_their_identities_in_the_database(app, make_user
         assert db.session.scalar(text("SELECT count(*) FROM oauth_identities")) == 0
 
 
-def test_start_up_warns_that_sqlite_takes_one_writer_at_a_time(make_app, caplog):
-    with caplog.at_level(logging.WARNING, logger="pulseboard.database"):
+def test_start_up_says_that_sqlite_takes_one_writer_at_a_time(make_app, caplog):
+    """A warning in production, where SQLite may be a mistake; a note in development."""
+    with caplog.at_level(logging.INFO, logger="pulseboard.database"):
         make_app()
-    assert "one writer at a time" in caplog.text
+    [record] = [r for r in caplog.records if "one writer at a time" in r.getMessage()]
+    assert record.levelno == logging.INFO
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="pulseboard.database"):
+        make_app(APP_ENV="production", SECRET_KEY="s" * 48, BROKER_URL="memory://")
+    [record] = [r for r in caplog.records if "one writer at a time" in r.getMessage()]
+    assert record.levelno == logging.WARNING
 
 
 def test_datetimes_go_in_and_come_back_as_utc(app):

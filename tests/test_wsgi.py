@@ -65,3 +65,20 @@ def test_gunicorn_refuses_to_start_on_bad_configuration_and_names_the_variable(s
     )
     assert result.returncode != 0
     assert "configuration error: UI_LAYOUT must be one of" in result.stderr
+
+
+def test_gunicorns_master_loads_the_logger_class_without_importing_ssl():
+    """gunicorn.conf.py names our logger class; the master imports it before the gevent
+    worker patches the standard library, so it must not pull in ssl (gevent warns, and
+    outbound HTTPS from the worker may misbehave)."""
+    probe = (
+        "import sys, pulseboard.gunicorn_logging; "
+        "heavy = ('ssl', 'flask', 'urllib3', 'sqlalchemy'); "
+        "loaded = [m for m in heavy if m in sys.modules]; "
+        "print(','.join(loaded))"
+    )
+    result = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", probe],
+        capture_output=True, text=True, timeout=60, check=True, cwd=PROJECT_ROOT,
+    )  # fmt: skip
+    assert result.stdout.strip() == ""

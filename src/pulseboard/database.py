@@ -52,13 +52,18 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def configure_engine(engine: Engine) -> None:
-    """Apply per-connection settings; warn once about SQLite's limits."""
+def configure_engine(engine: Engine, production: bool = False) -> None:
+    """Apply per-connection settings; say once what SQLite's limits are.
+
+    A warning in production, where it may be a mistake; a note in development,
+    where SQLite is the default and a warning at every start would be noise.
+    """
     if engine.dialect.name != "sqlite":
         return
     event.listen(engine, "connect", _sqlite_on_connect)
     if engine.url.database not in (None, "", ":memory:"):
-        log.warning(
+        log.log(
+            logging.WARNING if production else logging.INFO,
             "SQLite database in use (%s): fine for one web instance and light "
             "traffic, but it takes one writer at a time. Use MySQL for several "
             "instances or a busy event stream.",

@@ -1,7 +1,9 @@
-"""gunicorn's access log without the secrets some URLs carry.
+"""gunicorn's logs without the secrets some URLs carry, and without false alarms.
 
 Verification, reset and email-change links hold a token in their path, and
 OAuth callbacks a code and state in their query; none of that may reach a log.
+``make dev`` asks for the reloader on purpose, so gunicorn's reminder that it
+is on is a note there, not a warning.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from gunicorn.glogging import Logger
 TOKEN_IN_PATH = re.compile(r"(/auth/verify/|/auth/reset/|/settings/email/confirm/)[^/?\s]+")
 OAUTH_CALLBACK_QUERY = re.compile(r"(/auth/oauth/[a-z]+/callback)\?\S*")
 REDACTED = "[redacted]"
+RELOADER_REMINDER = "Reloader is on."
 
 
 def redact(text: str) -> str:
@@ -27,3 +30,9 @@ class RedactingLogger(Logger):
             if isinstance(atoms.get(key), str):
                 atoms[key] = redact(atoms[key])
         return atoms
+
+    def warning(self, msg, *args, **kwargs):
+        if isinstance(msg, str) and msg.startswith(RELOADER_REMINDER):
+            self.info(msg, *args, **kwargs)
+        else:
+            super().warning(msg, *args, **kwargs)
