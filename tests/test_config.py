@@ -72,6 +72,7 @@ def test_production_refuses_a_short_secret_key():
         ("DATABASE_URL", "mysql+mysqldb://root@localhost/pulse"),
         ("DATABASE_URL", "mysql+pymysql://root@localhost"),
         ("BROKER_URL", "redis://localhost"),
+        ("BROKER_URL", "filesystem://relative/bus"),
         ("BRAND_PRIMARY_COLOR", "blue"),
         ("BRAND_PRIMARY_COLOR", "#12345"),
         ("APP_SLUG", "Bad Slug"),

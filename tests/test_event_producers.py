@@ -164,3 +164,45 @@ def test_the_python_api_applies_the_configured_depth_limit(make_app):
     with pytest.raises(InvalidEnvelope, match="3 levels"):
         producer.publish("market.ticks", "tick", {"a": {"b": {"c": {}}}})
     producer.close()
+
+
+def test_the_folder_bus_carries_producers_in_other_processes_in_order(tmp_path):
+    """filesystem:// (make dev): the CLI and a script reach the consumer in the web process,
+    and a burst from one producer is stored in the order it was published."""
+    database = tmp_path / "embedded.db"
+    env = base_env(
+        BROKER_URL=f"filesystem://{tmp_path / 'bus'}",
+        DATABASE_URL=f"sqlite:///{database}",
+        TMPDIR=str(tmp_path),
+    )
+    assert run_cli("db", "upgrade", env=env).returncode == 0
+    log = EventLog(f"sqlite:///{database}")
+    try:
+        with gunicorn(env):
+            published = run_cli(
+                "events", "publish", "--topic", "market.ticks", "--type", "tick",
+                "--key", "ACME", "--payload", '{"price": 1.5}', env=env,
+            )  # fmt: skip
+            assert published.returncode == 0, published.stderr
+            wait_for(lambda: log.count() == 1, 10, message="the CLI's event in the log")
+            assert log.rows()[0][1] == published.stdout.strip()
+
+            producer = Producer.from_config(load_config(env))
+            try:
+                ids = [producer.publish("market.ticks", "tick", {"n": n}) for n in range(300)]
+            finally:
+                producer.close()
+            wait_for(lambda: log.count() == 301, 30, message="the burst in the log")
+        assert [row[1] for row in log.rows()][1:] == ids
+    finally:
+        log.close()
+
+
+def test_the_cli_will_not_publish_into_its_own_process(tmp_path):
+    env = base_env(BROKER_URL="memory://", DATABASE_URL=f"sqlite:///{tmp_path / 'x.db'}")
+    result = run_cli(
+        "events", "publish", "--topic", "market.ticks", "--type", "tick", env=env
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "BROKER_URL is memory://: events published by this command" in result.stderr
+    assert "filesystem://" in result.stderr

@@ -388,11 +388,19 @@ def _broker_url(read: _Reader, app_env: str) -> str:
         if app_env == "production":
             raise ConfigError(
                 "BROKER_URL is not set. Use amqp://USER:PASSWORD@HOST:5672/VHOST "
-                "(or memory:// for a single-process install)"
+                "(or filesystem:// for a single-host install with no RabbitMQ)"
             )
         return "memory://"
-    if not re.match(r"^(amqps?|pyamqp|memory)://", url):
-        raise ConfigError(f"BROKER_URL must start with amqp://, amqps:// or memory://, not {url!r}")
+    if not re.match(r"^(amqps?|pyamqp|memory|filesystem)://", url):
+        raise ConfigError(
+            "BROKER_URL must start with amqp://, amqps://, filesystem:// or memory://, "
+            f"not {url!r}"
+        )
+    if url.startswith("filesystem://") and not re.match(r"^filesystem://(/.*)?$", url):
+        raise ConfigError(
+            "BROKER_URL=filesystem:// takes an absolute folder, filesystem:///var/lib/NAME/bus, "
+            f"or none (the instance folder's bus/), not {url!r}"
+        )
     return url
 
 

@@ -25,8 +25,10 @@ except ConfigError as error:
     # 3 is gunicorn's "worker failed to boot": the master stops instead of respawning.
     sys.exit(3)
 
-if app.config["BROKER_URL"].startswith("memory://"):
-    # Embedded mode: the bus lives in this process, so the consumer must too.
+from pulseboard.events.bus import is_embedded  # noqa: E402
+
+if is_embedded(app.config["BROKER_URL"]):
+    # Embedded mode: no RabbitMQ, so the consumer lives in this process.
     from pulseboard.events.service import start_embedded
 
     start_embedded(app)

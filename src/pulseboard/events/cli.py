@@ -7,12 +7,24 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from ..extensions import db
-from . import store
+from . import bus, store
 from .envelope import InvalidEnvelope, loads
 from .producer import Producer, PublishError
 from .service import run_service
 
 events_cli = AppGroup("events", help="Publish and consume events.")
+
+
+def _producer() -> Producer:
+    """A producer for this command, refused where its events could reach no server."""
+    url = current_app.config["BROKER_URL"]
+    if bus.is_in_process(url):
+        raise click.ClickException(
+            f"BROKER_URL is {url}: events published by this command would stay in its own "
+            "process and reach no server. Use filesystem:// (make dev's default) to reach a "
+            "server on this host, or RabbitMQ (amqp://)."
+        )
+    return Producer.from_config(current_app.config)
 
 
 @events_cli.command("publish")
@@ -26,7 +38,7 @@ def publish_command(topic: str, type_: str, payload: str, key: str | None) -> No
         data = loads(payload.encode(), "--payload", current_app.config["EVENT_MAX_DEPTH"])
     except InvalidEnvelope as error:
         raise click.BadParameter(str(error), param_hint="--payload") from None
-    producer = Producer.from_config(current_app.config)
+    producer = _producer()
     try:
         event_id = producer.publish(topic, type_, data, key=key)
     except InvalidEnvelope as error:
@@ -60,7 +72,7 @@ def demo_command(rate: float, duration: float, symbols: str) -> None:
     """Emit realistic demo streams: market ticks, host metrics, system notices."""
     from .demo import run_demo
 
-    producer = Producer.from_config(current_app.config)
+    producer = _producer()
     try:
         sent = run_demo(producer, rate=rate, duration=duration, symbols=symbols.split(","))
     finally:

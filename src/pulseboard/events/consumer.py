@@ -27,7 +27,7 @@ from kombu.message import Message
 
 from .. import metrics
 from ..extensions import db
-from . import store
+from . import bus, store
 from .emitter import Emitter
 from .envelope import DEFAULT_MAX_BYTES, DEFAULT_MAX_DEPTH, InvalidEnvelope, parse
 from .outages import Backoff, database_down, describe
@@ -73,7 +73,7 @@ class EventConsumer:
         self.max_depth = max_depth
         self.prune_interval = prune_interval
         self.retention = (config["EVENT_RETENTION"], config["EVENT_RETENTION_COUNT"])
-        self.connection_errors = (OSError, *Connection(self.broker_url).connection_errors)
+        self.connection_errors = (OSError, *bus.connect(self.broker_url).connection_errors)
         self.batch: list[Message] = []
         self.stopping = threading.Event()
         self.backoff = backoff or Backoff()
@@ -142,17 +142,14 @@ class EventConsumer:
         self.stopping.wait(delay)
 
     def _where(self) -> str:
-        if self.broker_url.startswith("memory://"):
-            return "the in-process bus"
-        return Connection(self.broker_url).as_uri()  # password masked
+        return bus.describe(self.broker_url)
 
     def _run_connected(self) -> None:
-        transport_options = {"confirm_publish": True}
-        if self.broker_url.startswith("memory://"):
-            # The in-process bus polls; kombu's default second would be felt in the UI.
-            transport_options = {"polling_interval": 0.02}
-        with Connection(
-            self.broker_url, heartbeat=30, connect_timeout=5, transport_options=transport_options
+        with bus.connect(
+            self.broker_url,
+            heartbeat=30,
+            connect_timeout=5,
+            transport_options={"confirm_publish": True},
         ) as connection:
             connection.ensure_connection(max_retries=1)
             channel = connection.channel()

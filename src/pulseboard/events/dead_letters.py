@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from kombu import Connection, Producer
 
+from . import bus
 from .topology import REASON_HEADER, Topology
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ class DeadLetterNotFound(LookupError):
 
 
 def _connect(broker_url: str, timeout: float) -> Connection:
-    connection = Connection(
+    connection = bus.connect(
         broker_url,
         connect_timeout=timeout,
         transport_options={"confirm_publish": True, "max_retries": 0},

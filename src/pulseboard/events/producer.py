@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from kombu import Connection
 from kombu import Producer as KombuProducer
 
+from . import bus
 from .envelope import Envelope, new_envelope
 from .topology import Topology
 
@@ -44,6 +46,9 @@ class Producer:
         self._producer: KombuProducer | None = None
         # One channel is not safe to share between threads; publishing is serialised.
         self._lock = threading.Lock()
+        # The folder bus orders messages by the millisecond they were written in, and
+        # at random within one: one publish per millisecond keeps this producer's order.
+        self._one_per_millisecond = broker_url.startswith(bus.FOLDER)
 
     @classmethod
     def from_config(cls, config) -> Producer:
@@ -70,6 +75,8 @@ class Producer:
             for envelope in envelopes:
                 self._publish_one(producer, envelope)
                 ids.append(envelope.id)
+                if self._one_per_millisecond:
+                    _wait_for_next_millisecond()
         return ids
 
     def _publish_one(self, producer: KombuProducer, envelope: Envelope) -> None:
@@ -96,7 +103,7 @@ class Producer:
 
     def _ensure_producer(self) -> KombuProducer:
         if self._producer is None:
-            connection = Connection(
+            connection = bus.connect(
                 self.broker_url,
                 transport_options={"confirm_publish": True},
                 connect_timeout=5,
@@ -126,6 +133,12 @@ class Producer:
     def close(self) -> None:
         with self._lock:
             self._reset()
+
+
+def _wait_for_next_millisecond() -> None:
+    now = round(time.monotonic() * 1000)
+    while round(time.monotonic() * 1000) == now:
+        time.sleep(0.0002)
 
 
 def shared_producer(app) -> Producer:

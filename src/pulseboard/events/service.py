@@ -2,9 +2,9 @@
 
 As a service (``flask events consume``, ``pulseboard-consumer`` from
 ``pulseboard.scripts``, the systemd unit) it emits through Socket.IO's message
-queue and stops cleanly on SIGTERM or SIGINT.  Embedded (``BROKER_URL=memory://``,
-``make dev``) it runs as a background task of the web process and emits into
-its Socket.IO server.
+queue and stops cleanly on SIGTERM or SIGINT.  Embedded (``BROKER_URL`` is
+``filesystem://`` or ``memory://``, ``make dev``) it runs as a background task
+of the web process and emits into its Socket.IO server.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 from .. import metrics
 from ..extensions import socketio
 from ..logs import make_handler
+from . import bus
 from .consumer import EventConsumer
 from .emitter import Emitter
 
@@ -23,14 +24,14 @@ log = logging.getLogger("pulseboard.consumer")
 
 
 def is_embedded(app) -> bool:
-    return app.config["BROKER_URL"].startswith("memory://")
+    return bus.is_embedded(app.config["BROKER_URL"])
 
 
 def run_service(app) -> None:
     """Consume until SIGTERM/SIGINT; the batch in hand is finished and acknowledged."""
     if is_embedded(app):
         raise SystemExit(
-            "BROKER_URL is memory://: the consumer runs inside the web process. "
+            f"BROKER_URL is {app.config['BROKER_URL']}: the consumer runs inside the web process. "
             "Set BROKER_URL=amqp://… to run it as a service."
         )
     log_to_stdout(app.config["LOG_JSON"])

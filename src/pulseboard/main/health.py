@@ -15,9 +15,9 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
 from flask import current_app, jsonify
-from kombu import Connection
 from sqlalchemy import text
 
+from ..events import bus
 from ..extensions import db
 from ..metrics.web import may_scrape
 from . import bp
@@ -78,6 +78,6 @@ def _check_database(app) -> dict:
 
 def _check_broker(app, timeout: float) -> dict:
     url = app.config["BROKER_URL"]
-    with Connection(url, connect_timeout=timeout, transport_options={"max_retries": 0}) as conn:
+    with bus.connect(url, connect_timeout=timeout, transport_options={"max_retries": 0}) as conn:
         conn.ensure_connection(max_retries=1, timeout=timeout)
         return {"transport": conn.transport_cls}
