@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 PORT ?= 8000
+DEMO ?= 1
+DEMO_RATE ?= 2
 
 .PHONY: dev test lint format lock migrate clean help
 
@@ -31,7 +33,7 @@ $(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt
 	@umask 077 && { \
 		echo "APP_ENV=development"; \
 		echo "SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(48))')"; \
-		echo "BROKER_URL=memory://"; \
+		echo "BROKER_URL=filesystem://"; \
 		echo "PORT=$(PORT)"; \
 	} > $@
 	@echo "wrote $@ (development settings; see .env.example for the rest)"
@@ -39,10 +41,19 @@ $(BIN)/.installed-dev: $(BIN)/.installed requirements-dev.txt
 migrate: $(BIN)/.installed .env
 	$(BIN)/pulseboard db upgrade
 
+# The demo producer runs beside the server (DEMO=0 leaves it out), so the pages
+# show live data from the first minute; Ctrl-C stops both.
 dev: migrate
+	@if [ "$(DEMO)" = 1 ]; then \
+		trap 'kill $$demo 2>/dev/null' EXIT INT TERM; \
+		$(BIN)/pulseboard events demo --rate $(DEMO_RATE) & demo=$$!; \
+	fi; \
 	$(BIN)/gunicorn --reload --bind 127.0.0.1:$(PORT)
 
+# The system packages and services the suite talks to, set up when missing
+# (with PULSEBOARD_ALLOW_SKIP=1 what cannot be set up is skipped instead).
 test: $(BIN)/.installed-dev
+	@bash tests/prepare.sh || [ "$$PULSEBOARD_ALLOW_SKIP" = 1 ]
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(BIN)/.installed-dev

@@ -350,7 +350,8 @@ def _unit_value(unit: str, key: str) -> str:
 
 
 def test_every_script_is_shellcheck_clean():
-    scripts = [SETUP, VERIFY, *SCRIPTS]
+    # The deployment's scripts, and the ones that set up a test run.
+    scripts = [SETUP, VERIFY, *SCRIPTS, PROJECT_ROOT / "tests/prepare.sh", PROJECT_ROOT / ".ci/run"]
     result = subprocess.run(
         [tool("shellcheck"), "--external-sources", *map(str, scripts)],
         capture_output=True, text=True, timeout=120, check=False, cwd=PROJECT_ROOT,
