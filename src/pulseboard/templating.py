@@ -8,6 +8,7 @@ from flask_login import current_user
 from .config import THEMES
 from .database import utcnow
 from .navigation import ACCOUNT_ITEMS, NAV_ITEMS
+from .stream.notice_levels import NOTICE_LEVELS, notice_level
 
 THEME_COOKIE = "theme"
 
@@ -31,6 +32,8 @@ def register(app: Flask) -> None:
             "app_name": current_app.config["APP_NAME"],
             "logo_text": current_app.config["BRAND_LOGO_TEXT"],
             "current_year": utcnow().year,
+            "notice_levels": NOTICE_LEVELS,
+            "notice_level": notice_level,
         }
 
     @app.after_request

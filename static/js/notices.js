@@ -15,12 +15,9 @@
   const container = document.getElementById("notice-toasts");
   if (!stream || !container) return;
 
-  const LEVELS = {
-    info: { icon: "bi-info-circle-fill", label: "Info" },
-    success: { icon: "bi-check-circle-fill", label: "Success" },
-    warning: { icon: "bi-exclamation-triangle-fill", label: "Warning" },
-    danger: { icon: "bi-x-octagon-fill", label: "Alert" },
-  };
+  // level -> {label, icon}: the server's one table (stream/notice_levels.py), so a
+  // toast names a level as the notices list and the admin form do.
+  const LEVELS = JSON.parse(container.dataset.levels);
   const TOAST_DELAY_MS = 8000;
   // Enough toasts on screen; older ones are still on the notices page.
   const MAX_TOASTS = 4;
@@ -43,6 +40,15 @@
     return node;
   }
 
+  /* The level as the notices page shows it: a badge with its icon and name. */
+  function levelBadge(level) {
+    const badge = element("span", `badge text-bg-${level} notice-level`);
+    const icon = element("i", `bi bi-${LEVELS[level].icon} me-1`);
+    icon.setAttribute("aria-hidden", "true");
+    badge.append(icon, LEVELS[level].label);
+    return badge;
+  }
+
   function show(notice, announce = true) {
     if (!notice.id || seen.has(notice.id)) return;
     seen.add(notice.id);
@@ -50,20 +56,21 @@
 
     const level = levelOf(notice.level);
     const toast = element("div", `toast notice-toast notice-${level}`);
-    toast.setAttribute("role", level === "danger" ? "alert" : "status");
+    // The container is a log, read out as toasts arrive; an alert interrupts.
+    if (level === "danger") toast.setAttribute("role", "alert");
     toast.setAttribute("aria-atomic", "true");
     toast.dataset.noticeId = notice.id;
 
     const header = element("div", "toast-header");
-    const icon = element("i", `bi ${LEVELS[level].icon} notice-icon me-2`);
-    icon.setAttribute("aria-hidden", "true");
+    const badge = levelBadge(level);
+    badge.classList.add("me-2");
     const title = element("strong", "me-auto text-truncate", text(notice.title, 120) || LEVELS[level].label);
     const time = element("small", "text-body-secondary ms-2", stream.formatTime(notice.created_at));
     const close = element("button", "btn-close");
     close.type = "button";
     close.setAttribute("data-bs-dismiss", "toast");
     close.setAttribute("aria-label", "Close");
-    header.append(icon, title, time, close);
+    header.append(badge, title, time, close);
     toast.append(header);
     if (notice.body) toast.append(element("div", "toast-body", text(notice.body, 600)));
 

@@ -29,12 +29,13 @@ from ..extensions import db
 from ..models import User
 from ..stream.access import user_topic
 from ..stream.names import ADMIN_NAMESPACE, NOTICE, session_room, user_room
+from ..stream.notice_levels import NOTICE_LEVELS
 from ..stream.rights import live_rights, still_holds, sweeper
 from ..stream.state import SocketOwner, registry
 from . import bp
 from .access import admin_required
 
-LEVELS = ("info", "success", "warning", "danger")
+LEVELS = tuple(NOTICE_LEVELS)
 NOTICES_TOPIC = "notices"
 
 
@@ -86,7 +87,10 @@ def publish_notice(notice: Notice) -> str:
 
 
 class NoticeForm(FlaskForm):
-    level = SelectField("Level", choices=[SelectChoice(lvl, lvl.capitalize()) for lvl in LEVELS])
+    level = SelectField(
+        "Level",
+        choices=[SelectChoice(level, shown["label"]) for level, shown in NOTICE_LEVELS.items()],
+    )
     title = StringField("Title", validators=[InputRequired(), Length(max=120)])
     body = TextAreaField("Message", validators=[Optional(), Length(max=2000)])
     target = RadioField(
