@@ -1,4 +1,8 @@
-"""The pages the navigation offers, and the switch that turns demo pages off."""
+"""The pages the navigation offers, and the switch that turns demo pages off.
+
+The main navigation holds the product's pages; the example pages (what a team might
+build on it, such as a pricing page) sit apart under "Examples".
+"""
 
 from __future__ import annotations
 
@@ -34,10 +38,13 @@ NAV_ITEMS = (
         "notices", "stream.notices", "Notices", "megaphone", login_required=True, always_on=True
     ),
     NavItem("docs", "main.docs", "Docs", "journal-text"),
-    NavItem("pricing", "main.pricing", "Pricing", "tag"),
-    NavItem("design-system", "main.design_system", "Design system", "palette"),
     NavItem("admin", "admin.index", "Admin", "shield-lock", admin_only=True, always_on=True),
     NavItem("system", "admin.system", "System", "activity", admin_only=True, always_on=True),
+)
+# Under "Examples" rather than in the main navigation.
+EXAMPLE_ITEMS = (
+    NavItem("pricing", "main.pricing", "Pricing", "tag"),
+    NavItem("design-system", "main.design_system", "Design system", "palette"),
 )
 # Reached from the account menu rather than the main navigation.
 ACCOUNT_ITEMS = (

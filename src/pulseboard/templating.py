@@ -7,7 +7,7 @@ from flask_login import current_user
 
 from .config import THEMES
 from .database import utcnow
-from .navigation import ACCOUNT_ITEMS, NAV_ITEMS
+from .navigation import ACCOUNT_ITEMS, EXAMPLE_ITEMS, NAV_ITEMS
 from .stream.notice_levels import NOTICE_LEVELS, notice_level
 
 THEME_COOKIE = "theme"
@@ -26,6 +26,7 @@ def register(app: Flask) -> None:
     def globals_for_templates():
         return {
             "nav_items": [item for item in NAV_ITEMS if item.visible()],
+            "example_items": [item for item in EXAMPLE_ITEMS if item.visible()],
             "account_items": [item for item in ACCOUNT_ITEMS if item.visible()],
             "theme": current_theme(),
             "layout": current_app.config["UI_LAYOUT"],
