@@ -124,6 +124,8 @@ def test_sqlite_and_mysql_end_up_with_the_same_schema(sqlite_url, mysql_url):
     assert on_sqlite["events"]["indexes"] == {
         ("ix_events_stored_at", ("stored_at",), False),
         ("ix_events_topic_seq", ("topic", "seq"), False),
+        ("ix_events_topic_key_seq", ("topic", "key", "seq"), False),
+        ("ix_events_topic_timestamp", ("topic", "timestamp"), False),
     }
     # An event id is unique within its topic only.
     assert on_sqlite["events"]["uniques"] == {("uq_events_topic_event_id", ("topic", "event_id"))}

@@ -105,6 +105,9 @@ class Event(db.Model):
     __tablename__ = "events"
     __table_args__ = (
         Index(None, "topic", "seq"),
+        # History by key and by time (GET /api/v1/events): see migration 0005.
+        Index(None, "topic", "key", "seq"),
+        Index(None, "topic", "timestamp"),
         # The producer's id is the idempotency key within its topic: a redelivered
         # event is stored once, and an id used on one topic cannot shadow another's.
         UniqueConstraint("topic", "event_id"),
