@@ -4,4 +4,4 @@ from flask import Blueprint
 
 bp = Blueprint("main", __name__)
 
-from . import brand, health, routes  # noqa: E402,F401  (routes attach to bp)
+from . import brand, health, routes, terms  # noqa: E402,F401  (routes attach to bp)
