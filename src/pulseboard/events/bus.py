@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from kombu import Connection
 
 from ..config import PROJECT_ROOT
+from ..stream.internals import folder_transport
 
 IN_PROCESS = "memory://"
 FOLDER = "filesystem://"
@@ -70,5 +71,6 @@ def connect(url: str, transport_options: dict | None = None, **kwargs) -> Connec
         options.update(
             data_folder_in=str(messages), data_folder_out=str(messages), control_folder=str(control)
         )
+        kwargs["transport"] = folder_transport()
         url = "filesystem://"
     return Connection(url, transport_options=options, **kwargs)

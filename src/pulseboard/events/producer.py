@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -46,9 +45,6 @@ class Producer:
         self._producer: KombuProducer | None = None
         # One channel is not safe to share between threads; publishing is serialised.
         self._lock = threading.Lock()
-        # The folder bus orders messages by the millisecond they were written in, and
-        # at random within one: one publish per millisecond keeps this producer's order.
-        self._one_per_millisecond = broker_url.startswith(bus.FOLDER)
 
     @classmethod
     def from_config(cls, config) -> Producer:
@@ -75,8 +71,6 @@ class Producer:
             for envelope in envelopes:
                 self._publish_one(producer, envelope)
                 ids.append(envelope.id)
-                if self._one_per_millisecond:
-                    _wait_for_next_millisecond()
         return ids
 
     def _publish_one(self, producer: KombuProducer, envelope: Envelope) -> None:
@@ -133,12 +127,6 @@ class Producer:
     def close(self) -> None:
         with self._lock:
             self._reset()
-
-
-def _wait_for_next_millisecond() -> None:
-    now = round(time.monotonic() * 1000)
-    while round(time.monotonic() * 1000) == now:
-        time.sleep(0.0002)
 
 
 def shared_producer(app) -> Producer:

@@ -5,7 +5,9 @@ outgoing queue (to bound it), the server's table of async drivers (to put our
 WebSocket wrapper in), the ping task (to send every socket's pings from one
 greenlet), a packet's encoding cache (to frame one message for many sockets).
 It also relies on python-socketio's RabbitMQ hooks, gunicorn's socket in the
-WSGI environ, gevent's non-blocking socket and simple-websocket's connection.
+WSGI environ, gevent's non-blocking socket and simple-websocket's connection;
+and the embedded bus on how kombu's file-system transport names and reads its
+message files.
 Each such touch is a small function here; nothing else in the package names a
 private part (``tests/test_internals.py`` keeps it so).
 
@@ -20,8 +22,11 @@ from __future__ import annotations
 import _socket
 import importlib
 import inspect
+import os
 import socket as stdlib_socket
+import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from importlib import metadata
@@ -32,6 +37,9 @@ import socketio
 from engineio import packet as eio_packet
 from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
 from engineio.socket import Socket as EngineIOSocket
+from kombu.exceptions import ChannelError
+from kombu.transport import filesystem as kombu_filesystem
+from kombu.utils.json import dumps as kombu_dumps
 
 # Engine.IO's async drivers this app runs on (pulseboard.async_mode()).
 ASYNC_MODES = ("threading", "gevent")
@@ -204,6 +212,69 @@ def send_frame(wrapper, frame: bytes) -> None:
 # --- the start-up check ---------------------------------------------------------------------
 
 
+# --- kombu: the file-system transport (the embedded bus) --------------------------------
+
+_stamp_lock = threading.Lock()
+_last_stamp = 0
+
+
+def _next_stamp() -> int:
+    """Nanoseconds on the host's monotonic clock, rising within this process."""
+    global _last_stamp
+    with _stamp_lock:
+        _last_stamp = max(time.monotonic_ns(), _last_stamp + 1)
+        return _last_stamp
+
+
+class _WholeMessageChannel(kombu_filesystem.Channel):
+    """kombu's file-system channel, writing each message whole before it can be seen.
+
+    kombu's own ``_put`` creates the file, then writes it, and its ``_get`` does
+    not wait for the writer's lock: a consumer that lists the folder in between
+    takes an empty file and the message is lost.  Here the message is written
+    under a name ``_get`` skips and renamed into place, and the name sorts by a
+    nanosecond stamp (kombu's is a millisecond, in random order within one), so
+    a producer's messages are consumed in the order it sent them."""
+
+    def _put(self, queue, payload, **kwargs):
+        name = f"{_next_stamp():020d}_{uuid.uuid4().hex}.{queue}.msg"
+        folder = self.data_folder_out
+        partial = os.path.join(folder, f".{name}.part")
+        try:
+            with open(partial, "wb") as file:
+                file.write(kombu_dumps(payload).encode())
+            os.replace(partial, os.path.join(folder, name))
+        except OSError as error:
+            raise ChannelError(f"cannot add message {name} to {folder}") from error
+
+
+class WholeMessageFolderTransport(kombu_filesystem.Transport):
+    Channel = _WholeMessageChannel
+
+
+def folder_transport() -> type:
+    """The transport class for ``filesystem://``; refuses if kombu's has moved."""
+    if not _folder_transport_parts():
+        raise LibraryInternalsMissing(
+            f"kombu {installed_version('kombu')}: the file-system transport no longer "
+            "reads messages named '<sortable>.<queue>.msg' from data_folder_in in name "
+            "order (see pulseboard/stream/internals.py); install the pinned kombu"
+        )
+    return WholeMessageFolderTransport
+
+
+def _folder_transport_parts() -> bool:
+    channel = kombu_filesystem.Channel
+    return (
+        _defines(channel, "_put")
+        and _defines(channel, "_get")
+        and _calls(channel._get, "listdir", "data_folder_in", "partition")
+        and "sorted" in channel._get.__code__.co_names
+        and "data_folder_out" in vars(channel)
+        and kombu_filesystem.Transport.Channel is channel
+    )
+
+
 def check_internals() -> None:
     """Raise ``LibraryInternalsMissing`` unless every private part used here exists."""
     missing = []
@@ -290,6 +361,11 @@ def probes() -> list[tuple[str, str, Callable[[], object]]]:
         ("gunicorn", f"environ[{GUNICORN_SOCKET!r}]", _gunicorn_sets_socket),
         ("gevent", "gevent.socket.socket._sock", _gevent_socket_has_raw),
         ("simple-websocket", "Server.connected and Server.sock", _simple_websocket_parts),
+        (
+            "kombu",
+            "file-system Channel._put, ._get (name-ordered '<sortable>.<queue>.msg' files)",
+            _folder_transport_parts,
+        ),
     ]
     for mode in ASYNC_MODES:
         found.append(
