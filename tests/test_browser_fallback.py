@@ -107,8 +107,8 @@ def test_the_dashboard_follows_the_stream_over_polling_behind_the_proxy(page, si
             }
         ],
     )
-    row = page.locator("#ticker-rows tr[data-symbol=FALLB]")
-    expect(row.locator(".ticker-price")).to_have_text("102.25")
+    row = page.locator("section.widget-kind-table tr[data-key=FALLB]")
+    expect(row.locator(".widget-cell-value")).to_have_text("102.25")
     assert page.evaluate("window.Pulseboard.stream.transport") == "polling"
 
 

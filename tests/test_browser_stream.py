@@ -111,7 +111,7 @@ def test_forced_long_polling_still_delivers_events(page, site):
     expect(rows(page).filter(has_text="POLL")).to_have_count(1)
 
 
-def test_a_notice_shows_as_a_toast_and_in_the_dashboard_list(page, site):
+def test_a_notice_shows_as_a_toast_and_in_the_dashboard_log(page, site):
     open_stream_page(page, site["url"], "/dashboard", "notices")
     notice = {"level": "warning", "title": "<b>Maintenance</b>", "body": "Back at 10:00"}
     admin = signed_in_session(site["url"], "ada@example.com")
@@ -121,10 +121,11 @@ def test_a_notice_shows_as_a_toast_and_in_the_dashboard_list(page, site):
     # Events are untrusted: markup in them shows as text.
     expect(toast).to_contain_text("<b>Maintenance</b>")
     expect(toast).to_contain_text("Back at 10:00")
-    expect(page.locator("#notice-list")).to_contain_text("<b>Maintenance</b>")
+    notices = page.locator("section.widget-kind-log", has_text="Notices")
+    expect(notices.locator(".widget-log")).to_contain_text("<b>Maintenance</b>")
 
 
-def test_dashboard_ticker_and_metrics_follow_the_stream(page, site):
+def test_the_starter_dashboard_follows_the_stream(page, site):
     open_stream_page(page, site["url"], "/dashboard", "market.ticks", "system.metrics")
     host = {"cpu_pct": 42.0, "mem_pct": 50.0, "mem_used_mb": 4096, "mem_total_mb": 8192}
     ingest(
@@ -136,13 +137,13 @@ def test_dashboard_ticker_and_metrics_follow_the_stream(page, site):
             event("system.metrics", "host", "host", load=[0.5, 0.4, 0.3], **host),
         ],
     )
-    row = page.locator("#ticker-rows tr[data-symbol=TICKR]")
-    expect(row.locator(".ticker-price")).to_have_text("102.25")
-    expect(row.locator(".ticker-change")).to_have_text("+0.25%")
-    expect(page.locator("#stat-symbols")).to_have_text("1")
-    expect(page.locator("#stat-events")).to_have_text("3")
-    expect(page.locator("#metric-cpu-value")).to_have_text("42.0%")
-    expect(page.locator("#metrics-chart canvas")).to_be_visible()
+    row = page.locator("section.widget-kind-table tr[data-key=TICKR]")
+    expect(row.locator(".widget-cell-value")).to_have_text("102.25")
+    memory = page.locator("section.widget-kind-number", has_text="Memory in use")
+    expect(memory.locator(".widget-value")).to_have_text("50")
+    chart = page.locator("section.widget-kind-chart .widget-chart")
+    expect(chart).to_have_attribute("data-points", re.compile(r"^[1-9][0-9]*$"))
+    expect(chart.locator("canvas")).to_be_visible()
 
 
 def test_after_a_dropped_connection_the_page_replays_what_it_missed(page, site):

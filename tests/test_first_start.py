@@ -147,7 +147,7 @@ def test_sign_up_and_see_live_values_within_ten_seconds(make_dev):
 
         page.goto(f"{make_dev.url}/dashboard")
         opened = time.monotonic()
-        prices = page.locator("#ticker-rows tr.ticker-row .ticker-price")
+        prices = page.locator("section.widget-kind-table tr .widget-cell-value")
         expect(prices.first).not_to_be_empty(timeout=10_000)
         print(f"first live value {time.monotonic() - opened:.1f} s after the page opened")
 
@@ -155,8 +155,9 @@ def test_sign_up_and_see_live_values_within_ten_seconds(make_dev):
             make_dev, {"symbol": "NEWCO", "price": 123.45, "change_pct": 0.5}, key="NEWCO"
         )
         assert re.fullmatch(r"[0-9a-f]{32}", event_id)
-        row = page.locator("#ticker-rows tr[data-symbol=NEWCO]")
-        expect(row.locator(".ticker-price")).to_have_text(re.compile(r"123\.45"), timeout=10_000)
+        row = page.locator("section.widget-kind-table tr[data-key=NEWCO]")
+        price = row.locator(".widget-cell-value")
+        expect(price).to_have_text(re.compile(r"123\.45"), timeout=10_000)
         assert problems.messages == []
         browser.close()
 

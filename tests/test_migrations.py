@@ -19,7 +19,7 @@ from sqlalchemy.types import (
 from pulseboard import create_app
 from pulseboard.extensions import db
 
-TABLES = {"users", "oauth_identities", "sessions", "events", "api_tokens"}
+TABLES = {"users", "oauth_identities", "sessions", "events", "api_tokens", "dashboards"}
 
 
 def migrated_app(url: str):

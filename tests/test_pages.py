@@ -318,10 +318,15 @@ def test_live_page_renders_its_empty_stream(signed_in):
         assert f'name="topics" value="{topic}"' in html
 
 
-def test_dashboard_renders_empty_live_widgets(signed_in):
+def test_a_new_users_dashboard_is_seeded_with_the_starter_widgets(signed_in):
     html = get_page(signed_in, "/dashboard")
-    assert 'id="ticker-table"' in html and 'id="metrics-chart"' in html
-    assert "Waiting for events…" in html
+    for kind in ("table", "chart", "number", "log"):
+        assert f"widget-kind-{kind}" in html
+    assert "Markets and host" in html
+    # Seeded once: a second visit does not add a second starter dashboard.
+    get_page(signed_in, "/dashboard")
+    listing = get_page(signed_in, "/dashboards/")
+    assert listing.count(">Markets and host</a>") == 1
 
 
 @pytest.mark.parametrize("app_env", [{"BRAND_PRIMARY_COLOR": "#ff5500"}])

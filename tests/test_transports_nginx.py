@@ -158,8 +158,8 @@ def test_the_dashboard_follows_the_stream_over_polling_through_nginx(behind, sit
     event_id = site["producer"].publish(
         "market.ticks", "tick", {"symbol": symbol, "price": 102.25, "change_pct": 0.5}, key=symbol
     )
-    row = page.locator(f"#ticker-rows tr[data-symbol={symbol}]")
-    expect(row.locator(".ticker-price")).to_have_text("102.25")
+    row = page.locator(f"section.widget-kind-table tr[data-key={symbol}]")
+    expect(row.locator(".widget-cell-value")).to_have_text("102.25")
     assert len(stored_seqs(site, [event_id])) == 1
     assert proxy.upgrades_spoiled > spoiled
     assert page.evaluate("window.Pulseboard.stream.transport") == "polling"

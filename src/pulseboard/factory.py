@@ -152,11 +152,13 @@ def register_blueprints(app: Flask) -> None:
     from .admin import bp as admin_bp
     from .api import bp as api_bp
     from .auth import bp as auth_bp
+    from .dashboards import bp as dashboards_bp
     from .main import bp as main_bp
     from .settings import bp as settings_bp
     from .stream import bp as stream_bp
 
-    for blueprint in (main_bp, auth_bp, settings_bp, stream_bp, admin_bp, api_bp):
+    blueprints = (main_bp, auth_bp, settings_bp, stream_bp, dashboards_bp, admin_bp, api_bp)
+    for blueprint in blueprints:
         app.register_blueprint(blueprint)
     # Probes and the JSON API carry no session, so no form token either.
     csrf.exempt(api_bp)

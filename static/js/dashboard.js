@@ -1,16 +1,24 @@
-/* Dashboard widgets fed by the stream: price ticker, host metrics with a small
-   chart, event counters and the latest notices. */
+/* Dashboard widgets: each fills from the event log (GET /api/v1/events) when the
+   page opens, then continues live from exactly where its history ended (the
+   answer's `newest` becomes the subscription's `since`): no gap and no repeat at
+   the join.  Kinds: number (last, rate, min/max over a window), chart (uPlot,
+   time axis, unit, range), table (latest value per key), log (latest events).
+
+   Honest liveness: each widget says when it last changed; when the connection
+   is down the widgets are dimmed and say so, and a banner says when events could
+   not be recovered. */
 (function () {
   "use strict";
 
   const stream = window.Pulseboard && window.Pulseboard.stream;
-  const $ = (id) => document.getElementById(id);
-  if (!stream || !$("ticker-rows")) return;
+  const grid = document.getElementById("dashboard-widgets");
+  if (!stream || !grid) return;
 
-  const MAX_SYMBOLS = 50; // rows in the ticker; later symbols are counted, not shown
-  const CHART_SAMPLES = 60; // host samples drawn (two minutes at the demo's 2 s)
-  const MAX_NOTICES = 8;
-  const RATE_WINDOW_MS = 60000;
+  const HISTORY_PAGE = 1000; // the endpoint's largest page
+  const CHART_PAGES = 5; // at most this many pages of points per chart at load
+  const LOG_ROWS = 50;
+  const TABLE_ROWS = 100;
+  const number = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
 
   function element(tag, className, content) {
     const node = document.createElement(tag);
@@ -19,262 +27,324 @@
     return node;
   }
 
-  function finite(value) {
-    const number = typeof value === "number" ? value : Number.parseFloat(value);
-    return Number.isFinite(number) ? number : null;
+  /* payload["load"][0] from "load.0"; undefined when the path leads nowhere. */
+  function pick(payload, path) {
+    let value = payload;
+    for (const part of path.split(".")) {
+      if (value === null || typeof value !== "object") return undefined;
+      value = value[Array.isArray(value) ? Number(part) : part];
+    }
+    return value;
   }
 
-  function markLive(badgeId) {
-    const badge = $(badgeId);
-    if (!badge || badge.dataset.live) return;
-    badge.dataset.live = "1";
-    badge.className = "badge rounded-pill bg-success-subtle text-success-emphasis";
-    badge.textContent = "Live";
+  function numeric(value) {
+    const n = typeof value === "number" ? value : Number.parseFloat(value);
+    return Number.isFinite(n) ? n : null;
   }
 
-  /* ---------- Counters ---------- */
-
-  let received = 0;
-  let arrivals = []; // [time, count] per batch within the last minute
-
-  function countEvents(events) {
-    received += events.length;
-    arrivals.push([Date.now(), events.length]);
-    $("stat-events").textContent = received.toLocaleString();
-    $("stat-last-seq").textContent = `#${stream.lastSeq}`;
-    showRate();
+  function seconds(event) {
+    return new Date(event.timestamp).getTime() / 1000;
   }
 
-  function showRate() {
-    const since = Date.now() - RATE_WINDOW_MS;
-    arrivals = arrivals.filter(([time]) => time >= since);
-    const rate = arrivals.reduce((sum, [, count]) => sum + count, 0);
-    $("stat-rate").textContent = rate.toLocaleString();
+  function timeCell(iso) {
+    const node = element("time", null, stream.formatTime(iso));
+    node.dateTime = iso;
+    node.title = `${new Date(iso).toISOString().replace("T", " ").slice(0, 19)} UTC`;
+    return node;
   }
 
-  /* ---------- Ticker ---------- */
-
-  const tickerRows = $("ticker-rows");
-  const rowsBySymbol = new Map();
-  const symbols = new Set();
-
-  function tickerRow(symbol) {
-    let row = rowsBySymbol.get(symbol);
-    if (row || rowsBySymbol.size >= MAX_SYMBOLS) return row;
-    row = element("tr", "ticker-row");
-    row.dataset.symbol = symbol;
-    row.append(
-      element("th", "ticker-symbol", symbol),
-      element("td", "numeric ticker-price"),
-      element("td", "numeric ticker-change"),
-      element("td", "numeric ticker-time"),
-    );
-    row.firstChild.scope = "row";
-    // Alphabetical, so rows do not jump around as prices move.
-    const next = [...rowsBySymbol.keys()].sort().find((other) => other > symbol);
-    tickerRows.insertBefore(row, next ? rowsBySymbol.get(next) : null);
-    rowsBySymbol.set(symbol, row);
-    const empty = $("ticker-empty");
-    if (empty) empty.remove();
-    return row;
+  function ago(ms) {
+    const s = Math.max(0, Math.round((Date.now() - ms) / 1000));
+    if (s < 60) return `${s} s ago`;
+    if (s < 3600) return `${Math.floor(s / 60)} min ago`;
+    return `${Math.floor(s / 3600)} h ago`;
   }
 
-  function flash(cell, direction) {
-    cell.classList.remove("flash-up", "flash-down");
-    void cell.offsetWidth; // restart the animation
-    cell.classList.add(direction > 0 ? "flash-up" : "flash-down");
-  }
-
-  function showTick(event) {
-    const tick = event.payload || {};
-    const symbol = String(tick.symbol || event.key || "").slice(0, 24);
-    const price = finite(tick.price);
-    if (!symbol || price === null) return;
-    symbols.add(symbol);
-    const row = tickerRow(symbol);
-    if (!row) return;
-    const [, priceCell, changeCell, timeCell] = row.children;
-    const previous = finite(priceCell.dataset.price);
-    priceCell.dataset.price = price;
-    priceCell.textContent = price.toLocaleString(undefined, {
-      minimumFractionDigits: 2,
-      maximumFractionDigits: 4,
+  async function history(config, params) {
+    const query = new URLSearchParams({ topics: config.topic, ...params });
+    if (config.types.length) query.set("types", config.types.join(","));
+    if (config.keys.length) query.set("keys", config.keys.join(","));
+    const response = await fetch(`/api/v1/events?${query}`, {
+      credentials: "same-origin",
+      headers: { Accept: "application/json" },
     });
-    if (previous !== null && previous !== price) flash(priceCell, price - previous);
-
-    const change = finite(tick.change_pct);
-    changeCell.replaceChildren();
-    if (change !== null) {
-      const up = change >= 0;
-      const arrow = element("i", `bi ${up ? "bi-caret-up-fill" : "bi-caret-down-fill"} me-1`);
-      arrow.setAttribute("aria-hidden", "true");
-      changeCell.append(arrow, `${up ? "+" : ""}${change.toFixed(2)}%`);
-      changeCell.classList.toggle("text-success", up);
-      changeCell.classList.toggle("text-danger", !up);
-    }
-    timeCell.textContent = stream.formatTime(event.timestamp);
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) throw new Error(body.error || `history: HTTP ${response.status}`);
+    return body;
   }
 
-  /* ---------- Host metrics ---------- */
+  /* ---------- Widget kinds: each has load() (history) and add(events, live) ---------- */
 
-  const samples = []; // {cpu, mem} percentages, oldest first
-  let loadScale = 4;
+  function numberWidget(config, body) {
+    const value = body.querySelector(".widget-value");
+    let points = []; // [seconds, value] within the window (min/max), arrivals (rate)
+    let last = null;
+    const windowed = config.mode !== "last";
 
-  function showMetric(name, text, percent) {
-    $(`metric-${name}-value`).textContent = text;
-    const bar = $(`metric-${name}-bar`);
-    const clamped = Math.max(0, Math.min(100, percent));
-    bar.style.width = `${clamped}%`; // CSSOM, allowed by style-src 'self'
-    bar.classList.toggle("bg-warning", clamped >= 75 && clamped < 90);
-    bar.classList.toggle("bg-danger", clamped >= 90);
-    bar.parentElement.setAttribute("aria-valuenow", String(Math.round(clamped)));
-  }
-
-  function showHost(event) {
-    const host = event.payload || {};
-    const cpu = finite(host.cpu_pct);
-    const memPct = finite(host.mem_pct);
-    const used = finite(host.mem_used_mb);
-    const total = finite(host.mem_total_mb);
-    const load = Array.isArray(host.load) ? host.load.map(finite) : [];
-    if (cpu !== null) showMetric("cpu", `${cpu.toFixed(1)}%`, cpu);
-    if (memPct !== null) {
-      const detail = used !== null && total !== null ? ` · ${gigabytes(used)} / ${gigabytes(total)} GB` : "";
-      showMetric("memory", `${memPct.toFixed(1)}%${detail}`, memPct);
-    }
-    if (load[0] != null) {
-      // No core count in the payload: scale to the busiest load seen, at least 4.
-      loadScale = Math.max(loadScale, Math.ceil(Math.max(...load.filter((v) => v !== null))));
-      const text = load.filter((v) => v !== null).map((v) => v.toFixed(2)).join(" · ");
-      showMetric("load", text, (load[0] / loadScale) * 100);
-    }
-    if (cpu !== null || memPct !== null) {
-      samples.push({ cpu, mem: memPct });
-      if (samples.length > CHART_SAMPLES) samples.shift();
-      chart.draw();
-    }
-  }
-
-  function gigabytes(megabytes) {
-    return (megabytes / 1024).toFixed(1);
-  }
-
-  /* A canvas line chart of CPU and memory, in the page's colours. */
-  const chart = (function () {
-    const holder = $("metrics-chart");
-    let canvas = null;
-
-    function setUp() {
-      canvas = element("canvas", "metrics-canvas");
-      canvas.setAttribute("aria-hidden", "true");
-      const legend = element("div", "chart-legend");
-      for (const [name, tone] of [
-        ["CPU", "legend-cpu"],
-        ["Memory", "legend-mem"],
-      ]) {
-        const item = element("span", `legend-item ${tone}`);
-        item.append(element("span", "legend-swatch"), name);
-        legend.append(item);
+    function show() {
+      const since = Date.now() / 1000 - config.window;
+      points = points.filter(([t]) => t >= since);
+      let figure = null;
+      if (config.mode === "last") figure = last;
+      else if (config.mode === "rate") figure = points.length / (config.window / 60);
+      else if (points.length) {
+        const values = points.map(([, v]) => v);
+        figure = config.mode === "min" ? Math.min(...values) : Math.max(...values);
       }
-      holder.replaceChildren(canvas, legend);
-      holder.classList.add("has-chart");
-      new ResizeObserver(draw).observe(canvas);
-      new MutationObserver(draw).observe(document.documentElement, {
-        attributes: true,
-        attributeFilter: ["data-bs-theme"],
-      });
+      value.textContent = figure === null ? "—" : number.format(figure);
     }
+    setInterval(show, windowed ? 1000 : 60000);
 
-    function line(context, values, width, height, color) {
-      context.strokeStyle = color;
-      context.lineWidth = 2;
-      context.lineJoin = "round";
-      context.beginPath();
-      let started = false;
-      values.forEach((value, index) => {
-        if (value === null) return;
-        const x = (index / (CHART_SAMPLES - 1)) * width;
-        const y = height - (Math.max(0, Math.min(100, value)) / 100) * (height - 4) - 2;
-        if (started) context.lineTo(x, y);
-        else context.moveTo(x, y);
-        started = true;
-      });
-      context.stroke();
-    }
-
-    function draw() {
-      if (!samples.length) return;
-      if (!canvas) setUp();
-      const ratio = window.devicePixelRatio || 1;
-      const width = canvas.clientWidth;
-      const height = canvas.clientHeight;
-      if (!width || !height) return;
-      canvas.width = Math.round(width * ratio);
-      canvas.height = Math.round(height * ratio);
-      const context = canvas.getContext("2d");
-      context.setTransform(ratio, 0, 0, ratio, 0, 0);
-      context.clearRect(0, 0, width, height);
-      const colours = getComputedStyle(holder);
-      // Newest sample at the right edge.
-      const offset = CHART_SAMPLES - samples.length;
-      const padded = (key) => [...Array(offset).fill(null), ...samples.map((s) => s[key])];
-      line(context, padded("cpu"), width, height, colours.getPropertyValue("--pb-chart-cpu").trim());
-      line(context, padded("mem"), width, height, colours.getPropertyValue("--pb-chart-mem").trim());
-      holder.setAttribute(
-        "aria-label",
-        `Host metrics chart: CPU ${formatPct(samples.at(-1).cpu)}, memory ${formatPct(samples.at(-1).mem)}`,
-      );
-    }
-
-    return { draw };
-  })();
-
-  function formatPct(value) {
-    return value === null ? "unknown" : `${value.toFixed(1)}%`;
-  }
-
-  /* ---------- Notices ---------- */
-
-  const LEVEL_LABELS = { info: "Info", success: "Success", warning: "Warning", danger: "Alert" };
-
-  function showNotice(notice) {
-    const holder = $("notice-list");
-    let list = holder.querySelector(".notice-feed");
-    if (!list) {
-      list = element("ul", "list-group list-group-flush notice-feed");
-      holder.replaceChildren(list);
-    }
-    const item = element("li", "list-group-item notice-item");
-    item.dataset.noticeId = notice.id;
-    const badge = element("span", `badge text-bg-${notice.level} mt-1`, LEVEL_LABELS[notice.level]);
-    const text = element("div", "flex-grow-1 min-w-0");
-    text.append(element("div", "fw-semibold text-truncate", String(notice.title || "")));
-    if (notice.body) text.append(element("div", "small text-body-secondary notice-body", String(notice.body).slice(0, 300)));
-    item.append(badge, text, element("time", "activity-time", stream.formatTime(notice.created_at)));
-    list.prepend(item);
-    while (list.childElementCount > MAX_NOTICES) list.lastElementChild.remove();
-  }
-
-  /* ---------- Wiring ---------- */
-
-  stream.bindStateBadge($("dashboard-conn"));
-  stream.on("events", countEvents);
-  document.addEventListener("pulseboard:notice", (event) => showNotice(event.detail));
-  stream.subscribe({
-    topics: ["market.ticks", "system.metrics"],
-    types: ["tick", "host"],
-    onEvents(events) {
-      for (const event of events) {
-        if (event.topic === "market.ticks") {
-          showTick(event);
-          markLive("ticker-badge");
-        } else {
-          showHost(event);
-          markLive("metrics-badge");
+    return {
+      params() {
+        if (!windowed) return { order: "desc", limit: "1" };
+        const since = new Date(Date.now() - config.window * 1000).toISOString();
+        return { order: "desc", limit: String(HISTORY_PAGE), since };
+      },
+      pages: windowed ? CHART_PAGES : 1,
+      add(events) {
+        for (const event of events) {
+          const v = config.mode === "rate" ? 1 : numeric(pick(event.payload, config.path));
+          if (v === null) continue;
+          last = v;
+          points.push([seconds(event), v]);
         }
+        show();
+      },
+    };
+  }
+
+  function chartWidget(config, body) {
+    const holder = body.querySelector(".widget-chart");
+    const xs = [];
+    const ys = [];
+    const style = getComputedStyle(document.documentElement);
+    const ink = style.getPropertyValue("--bs-secondary-color").trim() || "#6c757d";
+    const rule = style.getPropertyValue("--bs-border-color").trim() || "#dee2e6";
+    const line = style.getPropertyValue("--bs-primary").trim() || "#4f46e5";
+    const axis = { stroke: ink, grid: { stroke: rule, width: 1 }, ticks: { stroke: rule } };
+    const plot = new window.uPlot(
+      {
+        width: Math.max(240, holder.clientWidth),
+        height: 220,
+        legend: { show: false },
+        cursor: { y: false },
+        scales: {
+          x: {
+            time: true,
+            range: () => {
+              const now = Date.now() / 1000;
+              return [now - config.range, now];
+            },
+          },
+        },
+        axes: [
+          axis,
+          {
+            ...axis,
+            label: config.unit || config.path,
+            size: 60,
+            values: (u, values) => values.map((v) => number.format(v)),
+          },
+        ],
+        series: [{}, { label: config.path, stroke: line, width: 2, spanGaps: false }],
+      },
+      [xs, ys],
+      holder,
+    );
+    new ResizeObserver(() => plot.setSize({ width: Math.max(240, holder.clientWidth), height: 220 })).observe(holder);
+    let dirty = false;
+    setInterval(() => {
+      const since = Date.now() / 1000 - config.range;
+      let drop = 0;
+      while (drop < xs.length && xs[drop] < since) drop += 1;
+      if (drop) {
+        xs.splice(0, drop);
+        ys.splice(0, drop);
+        dirty = true;
       }
-      $("stat-symbols").textContent = symbols.size.toLocaleString();
-    },
-  });
-  window.setInterval(showRate, 5000);
+      // Redrawn each second, so the time axis moves on even when no value comes.
+      plot.setData([xs, ys], true);
+      holder.dataset.points = String(xs.length);
+      dirty = false;
+    }, 1000);
+
+    return {
+      params() {
+        const since = new Date(Date.now() - config.range * 1000).toISOString();
+        return { order: "desc", limit: String(HISTORY_PAGE), since };
+      },
+      pages: CHART_PAGES,
+      add(events) {
+        for (const event of events) {
+          const v = numeric(pick(event.payload, config.path));
+          if (v === null) continue;
+          const t = seconds(event);
+          // Events come in seq order; a time that steps back is kept in order anyway.
+          let at = xs.length;
+          while (at > 0 && xs[at - 1] > t) at -= 1;
+          xs.splice(at, 0, t);
+          ys.splice(at, 0, v);
+          dirty = true;
+        }
+        if (dirty) {
+          plot.setData([xs, ys], true);
+          holder.dataset.points = String(xs.length);
+          dirty = false;
+        }
+      },
+    };
+  }
+
+  function tableWidget(config, body) {
+    const rows = body.querySelector(".widget-rows");
+    const byKey = new Map();
+
+    return {
+      params() {
+        return { order: "desc", limit: String(HISTORY_PAGE) };
+      },
+      pages: 1,
+      add(events) {
+        for (const event of events) {
+          const key = String(event.key ?? "—").slice(0, 64);
+          const v = pick(event.payload, config.path);
+          if (v === undefined) continue;
+          let row = byKey.get(key);
+          if (!row) {
+            if (byKey.size >= TABLE_ROWS) continue;
+            row = element("tr");
+            row.dataset.key = key;
+            row.append(
+              element("th", "text-truncate widget-key", key),
+              element("td", "numeric widget-cell-value"),
+              element("td", "numeric widget-cell-time"),
+            );
+            row.firstChild.scope = "row";
+            const next = [...byKey.keys()].sort().find((other) => other > key);
+            rows.insertBefore(row, next ? byKey.get(next) : null);
+            byKey.set(key, row);
+          }
+          const n = numeric(v);
+          row.children[1].textContent = n === null ? String(v).slice(0, 64) : number.format(n);
+          row.children[2].replaceChildren(timeCell(event.timestamp));
+        }
+      },
+    };
+  }
+
+  function logWidget(config, body) {
+    const list = body.querySelector(".widget-log");
+
+    return {
+      params() {
+        return { order: "desc", limit: String(LOG_ROWS) };
+      },
+      pages: 1,
+      add(events) {
+        for (const event of events) {
+          const item = element("li", "widget-log-item");
+          const summary = config.path ? pick(event.payload, config.path) : undefined;
+          const text =
+            summary === undefined ? JSON.stringify(event.payload) : typeof summary === "object" ? JSON.stringify(summary) : String(summary);
+          item.append(timeCell(event.timestamp), element("span", "badge text-bg-light ms-2", event.type), element("span", "ms-2 text-break", text.slice(0, 300)));
+          list.prepend(item);
+        }
+        while (list.children.length > LOG_ROWS) list.lastElementChild.remove();
+      },
+    };
+  }
+
+  const KINDS = { number: numberWidget, chart: chartWidget, table: tableWidget, log: logWidget };
+
+  /* ---------- One widget: history, then live, with its own liveness ---------- */
+
+  const widgets = [];
+
+  function setStatus(widget, label, tone) {
+    widget.status.textContent = label;
+    widget.status.className = `badge rounded-pill widget-status ${tone}`;
+  }
+
+  async function start(section) {
+    const config = JSON.parse(section.dataset.widget);
+    if (section.dataset.denied) return;
+    const widget = {
+      section,
+      config,
+      status: section.querySelector(".widget-status"),
+      footer: section.querySelector(".widget-updated"),
+      lastSeq: 0,
+      updated: null,
+      ready: false,
+    };
+    widget.kind = KINDS[config.kind](config, section.querySelector(".widget-body"));
+    widgets.push(widget);
+
+    function take(events) {
+      const fresh = events.filter((event) => event.seq > widget.lastSeq);
+      if (!fresh.length) return;
+      widget.lastSeq = fresh[fresh.length - 1].seq;
+      widget.updated = Date.now();
+      widget.kind.add(fresh);
+      showUpdated(widget);
+    }
+
+    let newest = 0;
+    try {
+      // Pages newest first; applied oldest first, as they happened.
+      const pages = [];
+      let params = widget.kind.params();
+      for (let n = 0; n < widget.kind.pages; n += 1) {
+        const page = await history(config, params);
+        if (n === 0) newest = page.newest || 0;
+        pages.push(...page.events);
+        if (!page.more || !page.cursor) break;
+        params = { ...params, ...page.cursor };
+      }
+      pages.sort((a, b) => a.seq - b.seq);
+      take(pages);
+      widget.lastSeq = Math.max(widget.lastSeq, newest);
+      if (pages.length) widget.updated = new Date(pages[pages.length - 1].timestamp).getTime();
+    } catch (error) {
+      setStatus(widget, "History unavailable", "text-bg-warning");
+      widget.footer.textContent = String(error.message || error);
+    }
+    widget.ready = true;
+    stream.subscribe({
+      topics: [config.topic],
+      types: config.types.length ? config.types : null,
+      keys: config.keys.length ? config.keys : null,
+      since: { [config.topic]: newest },
+      onEvents: take,
+    });
+    showState(widget);
+    showUpdated(widget);
+  }
+
+  function showUpdated(widget) {
+    if (!widget.updated) {
+      widget.footer.textContent = "No events yet";
+      return;
+    }
+    widget.footer.replaceChildren(document.createTextNode(`Updated ${ago(widget.updated)} · `), timeCell(new Date(widget.updated).toISOString()));
+  }
+
+  function showState(widget) {
+    if (!widget.ready) return;
+    const live = stream.state === "connected";
+    widget.section.classList.toggle("widget-stale", !live);
+    if (widget.status.textContent === "History unavailable" && !live) return;
+    if (live) setStatus(widget, "Live", "bg-success-subtle text-success-emphasis");
+    else setStatus(widget, stream.state === "connecting" ? "Connecting…" : "Offline", "bg-secondary-subtle text-secondary-emphasis");
+  }
+
+  stream.bindStateBadge(document.getElementById("dashboard-conn"));
+  stream.on("state", () => widgets.forEach(showState));
+  stream.on("gap", () => document.getElementById("dashboard-gap").classList.remove("d-none"));
+  setInterval(() => widgets.forEach(showUpdated), 5000);
+
+  const start_all = () => grid.querySelectorAll("[data-widget]").forEach(start);
+  if (window.uPlot) start_all();
+  else window.addEventListener("load", start_all);
 })();

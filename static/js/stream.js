@@ -1,7 +1,9 @@
 /* One Socket.IO connection to /stream per page, shared by every script on it.
 
    Page scripts call Pulseboard.stream.subscribe({topics, types, keys, onEvents})
-   and get a handle they can update() or close().  The server keeps one filter
+   and get a handle they can update() or close().  A script that has read a
+   topic's history up to seq S (GET /api/v1/events answers `newest`) passes
+   `since: {topic: S}` and gets every event after S once: no gap, no repeat.  The server keeps one filter
    per topic per socket, so this module merges what all handles ask for into
    one subscription per topic (the union of their types/keys), sends only the
    difference, and hands each handle just the events its own filter accepts.
@@ -45,6 +47,9 @@
   const handles = new Set();
   const listeners = new Map(); // name -> Set of callbacks
   const seqByTopic = new Map(); // topic -> highest seq delivered (dedupe)
+  const startsAt = new Set(); // topics whose position a script gave, none delivered since
+  let sent = new Set(); // topics asked of the server on this connection
+  let catchUps = []; // {handle, topic, after}: history a late script still needs
   let held = new Map(); // topic -> filter key the server holds for this connection
   let generation = 0; // bumped on every connect: stale acks are ignored
   let syncTimer = null;
@@ -141,6 +146,22 @@
     handle.types = cleanList(options.types);
     handle.keys = cleanList(options.keys);
     handles.add(handle);
+    for (const [topic, seq] of Object.entries(options.since || {})) {
+      if (!handle.topics.includes(topic) || typeof seq !== "number") continue;
+      const current = seqByTopic.get(topic);
+      if (current === undefined || (startsAt.has(topic) && !sent.has(topic) && seq < current)) {
+        // Not asked of the server yet: the subscription starts right after the lowest
+        // position any script gave, and each script drops what it already has.
+        seqByTopic.set(topic, seq);
+        startsAt.add(topic);
+      } else if (seq < current) {
+        // The server already streams this topic from a later point, perhaps through a
+        // narrower filter: once it holds this script's filter too, the difference comes
+        // from the log, and what arrives meanwhile waits so the script gets it in order.
+        handle.waiting = handle.waiting || [];
+        catchUps.push({ handle, topic, after: seq });
+      }
+    }
     // Scripts on one page register together as it loads: one round of messages.
     scheduleSync(0);
     return handle;
@@ -205,6 +226,7 @@
         await subscribeGroup(group, round);
         if (round !== generation) return;
       }
+      runCatchUps();
     } catch (error) {
       if (round === generation && socket.connected) {
         fire("error", String(error.message || error));
@@ -236,7 +258,9 @@
     const request = { topics };
     if (filter.types) request.types = filter.types;
     if (filter.keys) request.keys = filter.keys;
-    if (stream.lastSeq > 0) request.since = positions(topics);
+    const since = positions(topics);
+    if (Object.keys(since).length) request.since = since;
+    topics.forEach((topic) => sent.add(topic));
     let ack = await call("subscribe", request);
     if (ack && !ack.ok && /ahead of the log/.test(ack.error || "")) {
       // The event log was reset under us: start again from its present.
@@ -258,7 +282,10 @@
      messages, so one topic's highest seq says nothing about another's. */
   function positions(topics) {
     const since = {};
-    for (const topic of topics) since[topic] = seqByTopic.get(topic) || stream.lastSeq;
+    for (const topic of topics) {
+      if (seqByTopic.has(topic)) since[topic] = seqByTopic.get(topic);
+      else if (stream.lastSeq > 0) since[topic] = stream.lastSeq;
+    }
     return since;
   }
 
@@ -282,6 +309,7 @@
         if (held.get(event.topic) === UNFILTERED) fillHole(event.topic, last, event.seq);
       }
       seqByTopic.set(event.topic, event.seq);
+      startsAt.delete(event.topic);
       if (event.seq > stream.lastSeq) stream.lastSeq = event.seq;
       fresh.push(event);
     }
@@ -306,12 +334,59 @@
     if (ack.more && events.length) fillHole(topic, events[events.length - 1].seq, before);
   }
 
+  /* After a sync: the catch-ups whose topic the server now holds with the filter
+     this page wants (so covering each late script's own). */
+  function runCatchUps() {
+    const wanted = wantedFilters();
+    catchUps = catchUps.filter(({ handle }) => handles.has(handle));
+    const ready = catchUps.filter(
+      ({ topic }) => wanted.has(topic) && held.get(topic) === wanted.get(topic).key,
+    );
+    catchUps = catchUps.filter((entry) => !ready.includes(entry));
+    for (const entry of ready) catchUp(entry);
+  }
+
+  /* A late script's events of a topic after its position, from the log, up to what
+     the page has; then what arrived meanwhile, in seq order, each once. */
+  async function catchUp({ handle, topic, after }) {
+    const before = (seqByTopic.get(topic) || 0) + 1;
+    const found = [];
+    let from = after;
+    for (;;) {
+      let ack;
+      try {
+        ack = await call("fill", { topic, after: from, before });
+      } catch (error) {
+        ack = null;
+      }
+      if (!ack || !ack.ok || ack.gap) fire("gap", { topic, after: from, before });
+      const events = (ack && ack.ok && ack.events) || [];
+      found.push(...events.filter(handle.accepts));
+      if (!ack || !ack.more || !events.length) break;
+      from = events[events.length - 1].seq;
+    }
+    if (catchUps.some((entry) => entry.handle === handle)) {
+      handle.waiting.push(...found); // another topic of it is still catching up
+      return;
+    }
+    const seen = new Set();
+    const ordered = [...found, ...handle.waiting]
+      .sort((a, b) => a.seq - b.seq)
+      .filter((event) => !seen.has(`${event.topic} ${event.seq}`) && seen.add(`${event.topic} ${event.seq}`));
+    handle.waiting = null;
+    if (ordered.length && handle.onEvents && handles.has(handle)) handle.onEvents(ordered);
+  }
+
   function dispatch(fresh) {
     if (!fresh.length) return;
     for (const handle of handles) {
       if (!handle.onEvents) continue;
       const mine = fresh.filter(handle.accepts);
       if (!mine.length) continue;
+      if (handle.waiting) {
+        handle.waiting.push(...mine);
+        continue;
+      }
       try {
         handle.onEvents(mine);
       } catch (error) {
@@ -330,6 +405,7 @@
   socket.on("connect", () => {
     generation += 1;
     held = new Map();
+    sent = new Set();
     everConnected = true;
     setTransport(socket.io.engine.transport.name);
     setState("connected");

@@ -40,7 +40,10 @@ def welcome():
 @login_required
 @demo_page("dashboard")
 def dashboard():
-    return render_template("main/dashboard.html")
+    """The user's first dashboard (a new user's is seeded with the demo streams)."""
+    from ..dashboards.routes import first_dashboard, render_dashboard
+
+    return render_dashboard(first_dashboard())
 
 
 @bp.get("/profile")
