@@ -1,0 +1,50 @@
+"""axe-core, the accessibility engine, run in a page by the tests.
+
+The engine is vendored for the tests only (tests/vendor/axe-core, with its version
+and licence); the product never serves it.  The page's Content Security Policy
+would refuse the injected script, so contexts that run it bypass CSP (tests of
+their own check the policy).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+AXE_SOURCE = (Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js").read_text()
+
+# The rules a colour mode can change the outcome of: it changes colours, nothing else.
+COLOUR_RULES = ["color-contrast", "link-in-text-block"]
+
+RUN_AXE = """async (rules) => {
+  const options = { resultTypes: ["violations"] };
+  if (rules) options.runOnly = { type: "rule", values: rules };
+  const results = await axe.run(document, options);
+  return results.violations.map((violation) => ({
+    id: violation.id,
+    impact: violation.impact,
+    help: violation.help,
+    nodes: violation.nodes.map((node) => ({
+      target: node.target.join(" "),
+      summary: node.failureSummary,
+    })),
+  }));
+}"""
+
+
+def axe_violations(page, rules: list[str] | None = None) -> list[dict]:
+    """Every axe-core violation on the page as it is now: of ``rules``, or of the
+    default rules (WCAG 2 A/AA and best practices)."""
+    if not page.evaluate("() => typeof window.axe === 'object'"):
+        page.add_script_tag(content=AXE_SOURCE)
+    return page.evaluate(RUN_AXE, rules)
+
+
+def describe(violations: list[dict], where: str) -> list[str]:
+    """One line per violation and one per element it was found on: id, target, summary."""
+    lines = []
+    for violation in violations:
+        lines.append(f"{where}: {violation['id']} ({violation['impact']}): {violation['help']}")
+        for node in violation["nodes"]:
+            summary = " ".join(node["summary"].split())
+            lines.append(f"    {node['target']}: {summary}")
+    return lines

@@ -1,0 +1,54 @@
+"""No page has an accessibility fault that axe-core finds: every page of the URL map,
+signed out, as a member and as an admin, light and dark, in every UI layout.
+
+Each page is checked against every rule in light mode, then in dark mode against the
+rules a colour mode can change (contrast, links told apart by colour)."""
+
+from __future__ import annotations
+
+import pytest
+
+from .accessibility import COLOUR_RULES, axe_violations, describe
+from .every_page import (
+    DEFAULT_LAYOUT,
+    LAYOUTS,
+    VISITORS_BY_LAYOUT,
+    Visits,
+    layout_sites,
+    show_live_data,
+    visitor_context,
+)
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory):
+    with layout_sites(tmp_path_factory.mktemp("site")) as site:
+        yield site
+
+
+def set_theme(page, theme: str) -> None:
+    """The colour mode a visitor on "auto" gets from their system (static/js/theme.js)."""
+    page.emulate_media(color_scheme=theme)
+    page.wait_for_function("theme => document.documentElement.dataset.bsTheme === theme", arg=theme)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_no_page_has_an_accessibility_violation(browser, site, layout):
+    url, visits, problems = site.urls[layout], Visits(site.pages), []
+    for visitor in VISITORS_BY_LAYOUT[layout]:
+        context = visitor_context(browser, visitor, url, bypass_csp=True, color_scheme="light")
+        page = context.new_page()
+        for path in visits.of(page, url):
+            # Every account starts on "auto", so the system's colour scheme decides.
+            assert page.locator("html").get_attribute("data-theme-pref") == "auto", path
+            if layout == DEFAULT_LAYOUT:
+                show_live_data(page, site, url)
+            for theme, rules in (("light", None), ("dark", COLOUR_RULES)):
+                set_theme(page, theme)
+                where = f"{layout} layout, {visitor}, {theme}, {path}"
+                problems += describe(axe_violations(page, rules), where)
+        context.close()
+    visits.assert_every_page_opened()
+    assert not problems, "axe-core found:\n" + "\n".join(problems)
