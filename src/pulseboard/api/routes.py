@@ -32,8 +32,9 @@ RESERVED_TYPES = frozenset({NOTICE})
 RESERVED_TOPICS = frozenset({"notices"})
 
 
-# The index is public; the event stream takes a session or a read token (``sse``).
-PUBLIC_OR_SELF_AUTHENTICATED = frozenset({"api.index", "api.stream"})
+# The index is public; the event stream and the history take a session or a read token
+# (``sse``, ``history``).
+PUBLIC_OR_SELF_AUTHENTICATED = frozenset({"api.index", "api.stream", "api.history_page"})
 
 
 def json_error(status: int, message: str, **extra):

@@ -64,7 +64,7 @@ def stream():
     config = current_app.config
     try:
         reader = authenticate_reader()
-        request_ = parse_subscribe(_query_request(), config)
+        request_ = parse_subscribe(query_filters(), config)
         topics = request_.topics
         if len(topics) > config["STREAM_MAX_TOPICS"]:
             raise Refused(400, f"at most {config['STREAM_MAX_TOPICS']} topics per stream")
@@ -137,8 +137,9 @@ def _session_still_reads(key: str, user_id: int, topics: list[str], config) -> b
     return all(may_subscribe(topic, user_id, held[1], config) for topic in topics)
 
 
-def _query_request() -> dict:
-    """The query string in the shape of a ``/stream`` subscribe, to be checked alike."""
+def query_filters() -> dict:
+    """The query string's topics, types and keys in the shape of a ``/stream`` subscribe,
+    to be checked alike (the history endpoint reads them the same way)."""
     data: dict = {"topics": _split(request.args.get("topics", ""))}
     for name in ("types", "keys"):
         if request.args.get(name):
