@@ -6,6 +6,7 @@ enter through the ingest API, as a producer's would.
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -87,7 +88,50 @@ def test_topic_and_type_filters_change_what_the_page_receives(page, site):
     )
     expect(rows(page).filter(has_text="LAST")).to_have_count(1)
     expect(rows(page)).to_have_count(1)
-    assert rows(page).first.get_attribute("data-type") == "tick"
+    assert page.locator("#event-list .event-item").first.get_attribute("data-type") == "tick"
+
+
+def test_rows_open_to_their_json_copy_and_search_and_go_with_their_topic(browser, site):
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+    problems = PageProblems(page)
+    sign_in(page, site["url"])
+    open_stream_page(page, site["url"], "/live", "market.ticks", "system.metrics")
+    expect(page.locator("label[for=topic-own]")).to_have_text("My notifications")
+    long_note = "x" * 400
+    ingest(
+        site["url"],
+        site["token"],
+        [
+            event(key="INSPECT", price=9.75, note=long_note),
+            event("system.metrics", "host", "host", cpu_pct=7.0),
+        ],
+    )
+    expect(rows(page)).to_have_count(2)
+    row = page.locator("#event-list .event-item", has_text="INSPECT")
+    row.locator("summary").click()
+    json_box = row.locator(".event-json")
+    expect(json_box).to_be_visible()
+    expect(json_box).to_contain_text('"price": 9.75')
+    expect(json_box).to_contain_text(long_note)  # whole, where the row is cut short
+    row.get_by_role("button", name="Copy JSON").click()
+    expect(row.get_by_role("button", name="Copied")).to_be_visible()
+    copied = json.loads(page.evaluate("navigator.clipboard.readText()"))
+    assert copied["key"] == "INSPECT" and copied["payload"]["note"] == long_note
+
+    page.fill("#search-filter", "cpu_pct")
+    expect(page.locator("#event-list .event-item:visible")).to_have_count(1)
+    expect(page.locator("#event-count")).to_have_text("1")
+    page.fill("#search-filter", "")
+    expect(page.locator("#event-list .event-item:visible")).to_have_count(2)
+
+    page.click("label:has-text('system.metrics')")  # turned off: its rows go at once
+    expect(page.locator("#event-list .event-item")).to_have_count(1)
+    expect(page.locator("#event-list .event-item")).to_have_attribute("data-topic", "market.ticks")
+    context.close()
+    assert problems.messages == []
 
 
 def test_pause_holds_rows_and_clear_empties_the_list(page, site):
@@ -153,6 +197,7 @@ def test_after_a_dropped_connection_the_page_replays_what_it_missed(page, site):
 
     page.evaluate(DROP_CONNECTION)
     expect(page.locator("#conn-state")).to_have_text(re.compile("Reconnecting"))
+    expect(page.locator("#transport")).to_have_text("Transport: none")
     [away_id] = ingest(site["url"], site["token"], [event(key="AWAY", price=2)])
     stored = EventLog(site["db"])
     wait_for(lambda: away_id in {row[1] for row in stored.rows()}, 10, message="event stored")

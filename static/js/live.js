@@ -1,8 +1,10 @@
 /* The live-stream page: every event on the chosen topics, newest first.
 
-   Topic toggles and the type filter change the subscription in place.  Rows
-   are rendered once per animation frame and the list is bounded, so a busy
-   stream keeps the page responsive; Pause keeps counting but holds rendering. */
+   Topic toggles and the type filter change the subscription in place, and rows
+   of a topic turned off go.  Rows are rendered once per animation frame and the
+   list is bounded, so a busy stream keeps the page responsive; Pause keeps
+   counting but holds rendering.  Each row opens to the event's full JSON, with
+   a Copy button; Search hides the rows that do not contain the words typed. */
 (function () {
   "use strict";
 
@@ -20,6 +22,8 @@
   const typeInput = $("type-filter");
   const pauseButton = $("pause-btn");
   const pausedCount = $("paused-count");
+  const searchInput = $("search-filter");
+  const ownTopic = `user.${document.body.dataset.userId}`;
   const emptyState = $("event-empty");
   // Rows live in their own box, after the empty state, so trimming is cheap.
   const rowsBox = document.createElement("div");
@@ -86,6 +90,18 @@
     if (typedTypes() === undefined) return; // keep the last valid subscription
     handle.update(filter);
     rememberFiltersInUrl();
+    dropRowsOutside(filter);
+  }
+
+  /* Rows (and held events) of a topic or type no longer asked for go at once. */
+  function dropRowsOutside(filter) {
+    const wanted = (topic, type) =>
+      filter.topics.includes(topic) && (filter.types === null || filter.types.includes(type));
+    pending = pending.filter((event) => wanted(event.topic, event.type));
+    for (const item of [...rowsBox.children]) {
+      if (!wanted(item.dataset.topic, item.dataset.type)) item.remove();
+    }
+    showCounts();
   }
 
   /* ---------- Rows ---------- */
@@ -105,6 +121,10 @@
     return "topic-other";
   }
 
+  function topicLabel(topic) {
+    return topic === ownTopic ? "My notifications" : topic;
+  }
+
   function compact(payload) {
     let json;
     try {
@@ -116,21 +136,65 @@
     return json.length > PAYLOAD_CHARS ? `${json.slice(0, PAYLOAD_CHARS - 1)}…` : json;
   }
 
+  /* A row that opens (a native <details>) to the whole event, pretty, with Copy. */
   function row(event) {
-    const item = element("div", "event-row");
+    const item = element("details", "event-item");
     item.dataset.seq = event.seq;
     item.dataset.topic = event.topic;
     item.dataset.type = event.type;
+    const whole = JSON.stringify(event, null, 2);
+    item.dataset.text = whole.toLowerCase();
 
+    const summary = element("summary", "event-row");
     const time = element("time", "event-time", stream.formatTime(event.timestamp));
     time.dateTime = typeof event.timestamp === "string" ? event.timestamp : "";
-    const topic = element("span", `badge event-topic ${topicTone(event.topic)}`, event.topic);
+    if (time.dateTime) time.title = stream.formatUtc(event.timestamp);
+    const topic = element("span", `badge event-topic ${topicTone(event.topic)}`, topicLabel(event.topic));
+    topic.title = event.topic;
     const type = element("span", "event-type", String(event.type));
     const key = element("span", "event-key", event.key == null ? "" : String(event.key));
     const payload = element("code", "event-payload", compact(event.payload));
     payload.title = `#${event.seq}`;
-    item.append(time, topic, type, key, payload);
+    summary.append(time, topic, type, key, payload);
+
+    const detail = element("div", "event-detail");
+    const copy = element("button", "btn btn-sm btn-outline-secondary event-copy", "Copy JSON");
+    copy.type = "button";
+    copy.addEventListener("click", () => copyText(whole, copy));
+    detail.append(element("pre", "event-json", whole), copy);
+    item.append(summary, detail);
+    item.classList.toggle("d-none", !matchesSearch(item));
     return item;
+  }
+
+  async function copyText(text, button) {
+    try {
+      await navigator.clipboard.writeText(text);
+      button.textContent = "Copied";
+    } catch (error) {
+      // No clipboard (a page not served over HTTPS): select the text to copy by hand.
+      const pre = button.previousElementSibling;
+      window.getSelection().selectAllChildren(pre);
+      button.textContent = "Selected: press Ctrl+C";
+    }
+    setTimeout(() => {
+      button.textContent = "Copy JSON";
+    }, 2000);
+  }
+
+  /* ---------- Search (within what is shown) ---------- */
+
+  function searchWords() {
+    return searchInput.value.toLowerCase().split(/\s+/).filter(Boolean);
+  }
+
+  function matchesSearch(item) {
+    return searchWords().every((word) => item.dataset.text.includes(word));
+  }
+
+  function applySearch() {
+    for (const item of rowsBox.children) item.classList.toggle("d-none", !matchesSearch(item));
+    showCounts();
   }
 
   function render() {
@@ -146,9 +210,9 @@
   }
 
   function showCounts() {
-    const shown = rowsBox.childElementCount;
+    const shown = rowsBox.querySelectorAll(".event-item:not(.d-none)").length;
     counters.shown.textContent = shown;
-    if (emptyState) emptyState.classList.toggle("d-none", shown > 0);
+    if (emptyState) emptyState.classList.toggle("d-none", rowsBox.childElementCount > 0);
     counters.received.textContent = received.toLocaleString();
     counters.lastSeq.textContent = stream.lastSeq ? String(stream.lastSeq) : "—";
     counters.replayed.textContent = replayed.toLocaleString();
@@ -211,6 +275,7 @@
     filtersChanged();
   });
   pauseButton.addEventListener("click", () => setPaused(!paused));
+  searchInput.addEventListener("input", applySearch);
   $("clear-btn").addEventListener("click", clear);
 
   stream.bindStateBadge($("conn-state"));
@@ -221,6 +286,8 @@
   };
   showTransport(stream.transport);
   stream.on("transport", showTransport);
+  // Down, there is no transport: the badge says so rather than the last one used.
+  stream.on("state", (state) => showTransport(state === "connected" ? stream.transport : null));
 
   stream.on("ack", (ack) => {
     replayed += ack.replayed || 0;

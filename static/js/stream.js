@@ -503,6 +503,13 @@
     on("state", show);
   };
 
+  /* "2026-12-01 14:03:07 UTC": the exact time, for a title to show on hover. */
+  stream.formatUtc = function (iso) {
+    const date = new Date(iso);
+    if (Number.isNaN(date.getTime())) return "";
+    return `${date.toISOString().replace("T", " ").slice(0, 19)} UTC`;
+  };
+
   /* "14:03:07" from an envelope's ISO timestamp, in the viewer's time zone. */
   stream.formatTime = function (iso) {
     const date = new Date(iso);
