@@ -46,6 +46,8 @@ class User(UserMixin, db.Model):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     welcome_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     theme: Mapped[str] = mapped_column(String(10), default="auto")
+    # An IANA zone ("Europe/Paris") for every time shown; "" for the browser's own.
+    time_zone: Mapped[str] = mapped_column(String(64), default="", server_default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

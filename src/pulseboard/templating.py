@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from flask import Flask, Response, current_app, request
 from flask_login import current_user
+from markupsafe import Markup
 
 from .config import THEMES
 from .database import utcnow
@@ -21,6 +24,26 @@ def current_theme() -> str:
     return chosen if chosen in THEMES else current_app.config["UI_DEFAULT_THEME"]
 
 
+def local_time(moment: datetime | str | None, style: str = "datetime", empty: str = "—") -> Markup:
+    """A <time> that clock.js shows in the user's time zone; UTC until it runs.
+
+    ``style``: "datetime", "date" or "time"."""
+    if moment is None or moment == "":
+        return Markup.escape(empty)
+    if isinstance(moment, str):
+        moment = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    moment = moment.astimezone(UTC)
+    shown = {"date": "%Y-%m-%d", "time": "%H:%M:%S"}.get(style, "%Y-%m-%d %H:%M")
+    return Markup('<time datetime="{}" data-clock="{}" title="{}">{} UTC</time>').format(
+        moment.isoformat().replace("+00:00", "Z"),
+        style,
+        moment.strftime("%Y-%m-%d %H:%M:%S UTC"),
+        moment.strftime(shown),
+    )
+
+
 def register(app: Flask) -> None:
     @app.context_processor
     def globals_for_templates():
@@ -35,6 +58,7 @@ def register(app: Flask) -> None:
             "current_year": utcnow().year,
             "notice_levels": NOTICE_LEVELS,
             "notice_level": notice_level,
+            "local_time": local_time,
         }
 
     @app.after_request

@@ -49,7 +49,7 @@
   function timeCell(iso) {
     const node = element("time", null, stream.formatTime(iso));
     node.dateTime = iso;
-    node.title = `${new Date(iso).toISOString().replace("T", " ").slice(0, 19)} UTC`;
+    node.title = stream.formatUtc(iso);
     return node;
   }
 

@@ -504,16 +504,8 @@
   };
 
   /* "2026-12-01 14:03:07 UTC": the exact time, for a title to show on hover. */
-  stream.formatUtc = function (iso) {
-    const date = new Date(iso);
-    if (Number.isNaN(date.getTime())) return "";
-    return `${date.toISOString().replace("T", " ").slice(0, 19)} UTC`;
-  };
+  stream.formatUtc = (iso) => Pulseboard.clock.utc(iso);
 
-  /* "14:03:07" from an envelope's ISO timestamp, in the viewer's time zone. */
-  stream.formatTime = function (iso) {
-    const date = new Date(iso);
-    if (Number.isNaN(date.getTime())) return "—";
-    return date.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
-  };
+  /* "14:03:07" from an envelope's ISO timestamp, in the user's time zone (clock.js). */
+  stream.formatTime = (iso) => Pulseboard.clock.format(iso, "time");
 })();

@@ -1,7 +1,10 @@
 """Settings forms."""
 
+from functools import cache
+from zoneinfo import available_timezones
+
 from flask_wtf import FlaskForm
-from wtforms import BooleanField, EmailField, RadioField, SelectChoice, StringField
+from wtforms import BooleanField, EmailField, RadioField, SelectChoice, SelectField, StringField
 from wtforms.validators import Email, InputRequired, Length
 
 from ..auth.forms import NewPasswordForm, new_password_fields
@@ -20,6 +23,17 @@ class PreferencesForm(FlaskForm):
         ],
     )
     welcome_enabled = BooleanField("Show the welcome page when I sign in")
+    time_zone = SelectField(
+        "Time zone",
+        choices=lambda: time_zone_choices(),
+        description="Every time on every page is shown in it; hover a time for UTC.",
+    )
+
+
+@cache
+def time_zone_choices() -> list[SelectChoice]:
+    zones = sorted(zone for zone in available_timezones() if "/" in zone or zone == "UTC")
+    return [SelectChoice("", "My browser's time zone"), *(SelectChoice(z, z) for z in zones)]
 
 
 class EmailForm(FlaskForm):

@@ -60,6 +60,7 @@ def update_preferences():
         return render_settings(400, preferences_form=form)
     current_user.theme = form.theme.data
     current_user.welcome_enabled = form.welcome_enabled.data
+    current_user.time_zone = form.time_zone.data
     db.session.commit()
     flash("Preferences saved.", "success")
     return redirect(url_for("settings.index"))
