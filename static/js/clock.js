@@ -19,6 +19,7 @@
 
   const STYLES = {
     time: formatter({ hour: "2-digit", minute: "2-digit", second: "2-digit" }),
+    minutes: formatter({ hour: "2-digit", minute: "2-digit" }),
     datetime: formatter({
       year: "numeric",
       month: "2-digit",

@@ -139,7 +139,12 @@
           },
         },
         axes: [
-          axis,
+          {
+            ...axis,
+            // The page's one clock (zone, 24-hour), not uPlot's own local format.
+            values: (u, splits) =>
+              splits.map((t) => window.Pulseboard.clock.format(new Date(t * 1000).toISOString(), "minutes")),
+          },
           {
             ...axis,
             label: config.unit || config.path,
