@@ -352,7 +352,7 @@ ALL = [
         choice("mysql", "sqlite"),
     ),
     Question(
-        "MQ", "8) Message queue: rabbitmq, or memory (one process, no broker)", "rabbitmq", mq
+        "MQ", "8) Message queue: rabbitmq, or memory (embedded: one web instance, no broker)", "rabbitmq", mq
     ),
     Question(
         "DELIVERY",

@@ -203,7 +203,7 @@ def outputs(settings: dict[str, str]) -> dict[str, str]:
         f"nginx/{slug}-proxy-headers.conf": "nginx/proxy-headers.conf",
     }
     if settings.get("MQ", "rabbitmq") == "rabbitmq":
-        # With the in-process bus (memory://) the consumer lives in the web process.
+        # With the embedded bus (MQ=memory) the consumer lives in the web process.
         files[f"systemd/{slug}-consumer.service"] = "systemd/consumer.service"
     return files
 

@@ -123,7 +123,9 @@ def broker_url(answers: dict[str, str], env: dict[str, str], previous: dict[str,
     slug = answers["APP_SLUG"]
     old = env.get("BROKER_URL", "")
     if answers["MQ"] == "memory":
-        return "memory://"
+        # The embedded bus in the state folder: the consumer runs inside the one web
+        # instance, and the demo producer and the CLI still reach it.
+        return f"filesystem:///var/lib/{slug}/bus"
     if old.startswith("amqp") and previous.get("APP_SLUG") == slug:
         return old
     # One vhost and one user per install: its queues and exchanges are its own.

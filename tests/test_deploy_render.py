@@ -106,6 +106,19 @@ def test_piped_answers_write_a_private_env_the_app_accepts(target):
     assert config["PROXY_FIX_HOPS"] == 1
 
 
+def test_the_embedded_bus_lives_in_the_state_folder_so_the_demo_reaches_the_server(target):
+    answers = list(PIPED)
+    answers[answers.index("3")] = "1"  # the embedded bus serves one web instance
+    answers[answers.index("rabbitmq")] = "memory"
+    result = setup(target, input="\n".join(answers) + "\n")
+    assert result.returncode == 0, result.stdout + result.stderr
+    env = dotenv_values(target["env"])
+    assert env["BROKER_URL"] == "filesystem:///var/lib/ops-board/bus"
+    load_config(env)  # the services accept it
+    assert not (target["out"] / "systemd" / "ops-board-consumer.service").exists()
+    assert (target["out"] / "systemd" / "ops-board-demo.service").exists()
+
+
 def test_rendered_units_run_gunicorn_gevent_per_port_and_the_consumer(target):
     assert setup(target, input="\n".join(PIPED) + "\n").returncode == 0
     web = (target["out"] / "systemd" / "ops-board-web@.service").read_text()

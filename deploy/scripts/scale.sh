@@ -14,7 +14,7 @@ fi
 load_settings
 require_root "$@"
 if [[ $MQ == memory && $wanted != 1 ]]; then
-  die "the in-process bus (BROKER_URL=memory://) serves one web instance; move to RabbitMQ first"
+  die "the embedded bus (MQ=memory) serves one web instance; move to RabbitMQ first"
 fi
 
 mapfile -t old_units < <(web_units)
