@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from .accessibility import COLOUR_RULES, axe_violations, describe
+from .accessibility import COLOUR_RULES, add_axe, axe_violations, describe
 from .every_page import (
     DEFAULT_LAYOUT,
     LAYOUTS,
@@ -38,7 +38,8 @@ def set_theme(page, theme: str) -> None:
 def test_no_page_has_an_accessibility_violation(browser, site, layout):
     url, visits, problems = site.urls[layout], Visits(site.pages), []
     for visitor in VISITORS_BY_LAYOUT[layout]:
-        context = visitor_context(browser, visitor, url, bypass_csp=True, color_scheme="light")
+        context = visitor_context(browser, visitor, url, color_scheme="light")
+        add_axe(context)
         page = context.new_page()
         for path in visits.of(page, url):
             # Every account starts on "auto", so the system's colour scheme decides.

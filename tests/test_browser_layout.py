@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 from playwright.sync_api import expect
 
+from .browser import PageProblems
 from .every_page import (
     DEFAULT_LAYOUT,
     LAYOUTS,
@@ -93,13 +94,16 @@ def test_no_page_scrolls_sideways_on_a_phone(browser, site, layout):
 
 @pytest.fixture
 def admin_page(browser, site):
-    """The admin on the docs page, topnav layout, on a laptop screen."""
+    """The admin on the docs page, topnav layout, on a laptop screen; whatever the test
+    does to it, the page's scripts raise no error."""
     context = visitor_context(browser, "admin", site.urls["topnav"], viewport=LAPTOP)
     page = context.new_page()
+    problems = PageProblems(page)
     page.goto(f"{site.urls['topnav']}/docs")
     settled(page)
     yield page
     context.close()
+    assert problems.messages == []
 
 
 def assert_one_line(nav: dict) -> None:
