@@ -352,7 +352,10 @@ ALL = [
         choice("mysql", "sqlite"),
     ),
     Question(
-        "MQ", "8) Message queue: rabbitmq, or memory (embedded: one web instance, no broker)", "rabbitmq", mq
+        "MQ",
+        "8) Message queue: rabbitmq, or memory (embedded: one web instance, no broker)",
+        "rabbitmq",
+        mq,
     ),
     Question(
         "DELIVERY",
