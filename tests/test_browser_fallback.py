@@ -79,7 +79,7 @@ def test_the_live_page_gets_every_event_over_polling_behind_the_proxy(page, site
     expect(page.locator("#conn-state")).to_have_text(re.compile("Connected"))
     expect(page.locator("#transport")).to_have_text("Transport: polling")
     ids = ingest(site["url"], site["token"], [tick(n) for n in range(5)])
-    rows = page.locator("#event-list .event-row")
+    rows = page.locator("#event-list .event-item")
     expect(rows).to_have_count(5)
     shown = [int(seq) for seq in rows.evaluate_all("rows => rows.map(r => r.dataset.seq)")]
     log = EventLog(site["db"])
@@ -118,5 +118,5 @@ def test_where_websocket_works_the_page_ends_on_it(page, site, proxies):
     open_stream_page(page, url, "/live", "market.ticks")
     expect(page.locator("#transport")).to_have_text("Transport: websocket")
     [event_id] = ingest(site["url"], site["token"], [tick(99)])
-    expect(page.locator("#event-list .event-row")).to_have_count(1)
+    expect(page.locator("#event-list .event-item")).to_have_count(1)
     assert stored_ids(site, [event_id]) == [event_id]

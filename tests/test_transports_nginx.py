@@ -120,10 +120,10 @@ def publish_ticks(site, count: int, key: str = "K") -> list[str]:
 def assert_page_matches_log(page, site, ids: list[str]) -> None:
     """/live shows each new event once, and from the first of them on exactly the log."""
     new = stored_seqs(site, ids)
-    rows = page.locator("#event-list .event-row")
+    rows = page.locator("#event-list .event-item")
     script = "rows => rows.map(r => Number(r.dataset.seq))"
     page.wait_for_function(
-        "seqs => seqs.every(s => [...document.querySelectorAll('#event-list .event-row')]"
+        "seqs => seqs.every(s => [...document.querySelectorAll('#event-list .event-item')]"
         ".some(r => Number(r.dataset.seq) === s))",
         arg=new,
     )

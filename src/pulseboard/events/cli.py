@@ -8,7 +8,7 @@ from flask.cli import AppGroup
 
 from ..extensions import db
 from . import bus, store
-from .envelope import InvalidEnvelope, loads
+from .envelope import InvalidEnvelope, loads, new_envelope
 from .producer import Producer, PublishError
 from .service import run_service
 
@@ -38,11 +38,16 @@ def publish_command(topic: str, type_: str, payload: str, key: str | None) -> No
         data = loads(payload.encode(), "--payload", current_app.config["EVENT_MAX_DEPTH"])
     except InvalidEnvelope as error:
         raise click.BadParameter(str(error), param_hint="--payload") from None
-    producer = _producer()
+    config = current_app.config
     try:
-        event_id = producer.publish(topic, type_, data, key=key)
+        envelope = new_envelope(
+            topic, type_, data, key, config["EVENT_MAX_BYTES"], config["EVENT_MAX_DEPTH"]
+        )
     except InvalidEnvelope as error:
         raise click.ClickException(f"invalid event: {error}") from None
+    producer = _producer()  # a bad event is refused whatever the bus
+    try:
+        [event_id] = producer.publish_envelopes([envelope])
     except PublishError as error:
         raise click.ClickException(str(error)) from None
     finally:
