@@ -296,11 +296,17 @@ def test_history_then_live_from_newest_gives_every_event_once(site, live, client
             )
     finally:
         producing.join()
-    publish(site, [marker("seam", topic=topics[0])])
+    # A marker on each topic: topics arrive in separate messages, so the one topic's
+    # marker can come before the other topic's last events.
+    publish(site, [marker("seam", topic=topic) for topic in topics])
+
+    def both_markers(events) -> bool:
+        return {e["topic"] for e in events if is_marker("seam")(e)} == set(topics)
+
     if live == "socketio":
-        wait_for(lambda: any(is_marker("seam")(e) for e in received), 15, message="the marker")
+        wait_for(lambda: both_markers(received), 15, message="both markers")
     else:
-        received = stream.read_until(is_marker("seam"))
+        received = stream.read_until(lambda _: both_markers(stream.events))
         stream.close()
 
     seqs = [event["seq"] for event in history + received]
