@@ -196,7 +196,8 @@ def pulseboard(instances: int = 1, restartable: bool = False, **settings: str):
 
             def restart() -> None:
                 web[0].stop()
-                web[0].start()
+                # In a storm the clients reach the new process before its first /healthz.
+                web[0].start(ready_timeout=180)
                 server.web_pids[0] = gunicorn_worker(urls[0])
 
             server.restart = restart

@@ -193,7 +193,7 @@ class WebInstance:
         self.process: subprocess.Popen | None = None
         self.log = None
 
-    def start(self) -> None:
+    def start(self, ready_timeout: float = 30) -> None:
         self._close_log()
         log = self.log = open(self.log_path, "a+")  # noqa: SIM115
         self.process = subprocess.Popen(
@@ -204,7 +204,7 @@ class WebInstance:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_until_healthy(self.url, self.process, log, 30)
+        wait_until_healthy(self.url, self.process, log, ready_timeout)
 
     def kill(self) -> None:
         """SIGKILL to the whole process group: no clean shutdown, as in a crash."""
