@@ -158,20 +158,18 @@
       holder,
     );
     new ResizeObserver(() => plot.setSize({ width: Math.max(240, holder.clientWidth), height: 220 })).observe(holder);
-    let dirty = false;
+    function draw() {
+      plot.setData([xs, ys], true);
+      holder.dataset.points = String(xs.length);
+    }
+    // Redrawn each second, so the time axis moves on even when no value comes.
     setInterval(() => {
       const since = Date.now() / 1000 - config.range;
       let drop = 0;
       while (drop < xs.length && xs[drop] < since) drop += 1;
-      if (drop) {
-        xs.splice(0, drop);
-        ys.splice(0, drop);
-        dirty = true;
-      }
-      // Redrawn each second, so the time axis moves on even when no value comes.
-      plot.setData([xs, ys], true);
-      holder.dataset.points = String(xs.length);
-      dirty = false;
+      xs.splice(0, drop);
+      ys.splice(0, drop);
+      draw();
     }, 1000);
 
     return {
@@ -181,6 +179,7 @@
       },
       pages: CHART_PAGES,
       add(events) {
+        const before = xs.length;
         for (const event of events) {
           const v = numeric(pick(event.payload, config.path));
           if (v === null) continue;
@@ -190,13 +189,8 @@
           while (at > 0 && xs[at - 1] > t) at -= 1;
           xs.splice(at, 0, t);
           ys.splice(at, 0, v);
-          dirty = true;
         }
-        if (dirty) {
-          plot.setData([xs, ys], true);
-          holder.dataset.points = String(xs.length);
-          dirty = false;
-        }
+        if (xs.length !== before) draw();
       },
     };
   }

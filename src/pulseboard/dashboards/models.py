@@ -5,15 +5,12 @@ from __future__ import annotations
 import json
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text
-from sqlalchemy.dialects import mysql
+from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ..database import MYSQL_TABLE_OPTIONS, UTCDateTime, utcnow
 from ..extensions import db
-
-# Widgets as JSON: up to 16 MB on MySQL (plain TEXT stops at 64 KB).
-LongText = Text().with_variant(mysql.MEDIUMTEXT(), "mysql", "mariadb")
+from ..models import LongText
 
 
 class Dashboard(db.Model):
