@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import subprocess
 import threading
@@ -64,6 +65,43 @@ class SteadyProducer(threading.Thread):
             time.sleep(max(0.0, started + (n + 1) / self.rate - time.monotonic()))
 
 
+class InOrder:
+    """Handles a client's incoming messages one after another, in the order they came.
+
+    python-socketio's client hands each message to a thread of its own, so two
+    messages may be handled in either order: a replay page could be read before
+    the page ahead of it, and a client would see a hole that is not there and a
+    duplicate when it fills it. A page's script handles them in order; so does
+    this, by taking the tasks Engine.IO starts for messages (and only those) onto
+    one thread. ``handled`` shows it is in the path: a client checks it."""
+
+    def __init__(self, eio):
+        self.eio = eio
+        self.start_thread = eio.start_background_task
+        self.tasks: queue.SimpleQueue = queue.SimpleQueue()
+        self.handled = 0
+        eio.start_background_task = self.start_task
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def start_task(self, target, *args, **kwargs):
+        if target == self.eio.handlers.get("message"):
+            self.tasks.put((target, args))
+            return None
+        return self.start_thread(target, *args, **kwargs)
+
+    def _run(self) -> None:
+        while (task := self.tasks.get()) is not None:
+            target, args = task
+            self.handled += 1
+            try:
+                target(*args)
+            except Exception:  # as the library's own thread would: logged, not fatal
+                self.eio.logger.exception("message handler error")
+
+    def close(self) -> None:
+        self.tasks.put(None)
+
+
 class PageClient:
     """A Socket.IO client that does what static/js/stream.js does: it reconnects by
     itself, subscribes again with each topic's own position (the highest seq seen on
@@ -71,7 +109,8 @@ class PageClient:
 
     Like the page it checks each event's ``prev`` (the event before it on its
     topic) and asks the server to ``fill`` a hole; it counts the holes, and what a
-    page would hide: an event received twice, one that arrives after a later one."""
+    page would hide: an event received twice, one that arrives after a later one.
+    Like the page it handles messages in the order they came (``InOrder``)."""
 
     def __init__(self, url: str, browser: requests.Session, transport: str, topics: list[str]):
         self.url, self.transport, self.topics = url, transport, topics
@@ -83,16 +122,19 @@ class PageClient:
         self.holes = 0
         self.connects = 0
         self.subscribed = threading.Event()
+        self.lock = threading.Lock()  # the handler thread and fill answers both count
         self.client = socketio.Client(
             reconnection=True,
             reconnection_delay=0.2,
             reconnection_delay_max=1,
             http_session=browser,
         )
+        self.in_order = InOrder(self.client.eio)
         self.client.on("connect", self._on_connect, namespace="/stream")
         self.client.on("events", self._on_events, namespace="/stream")
         self.client.connect(url, namespaces=["/stream"], transports=[transport], wait_timeout=10)
         assert self.subscribed.wait(10), "the first subscribe was not answered"
+        assert self.in_order.handled, "messages are not handled in order: see InOrder"
 
     def _on_connect(self) -> None:
         self.connects += 1
@@ -110,6 +152,10 @@ class PageClient:
                 self.subscribed.set()
 
     def _on_events(self, batch: list[dict]) -> None:
+        with self.lock:
+            self._count(batch)
+
+    def _count(self, batch: list[dict]) -> None:
         for event in batch:
             topic, seq = event["topic"], event["seq"]
             last = self.seen.get(topic, 0)
@@ -145,6 +191,7 @@ class PageClient:
 
     def close(self) -> None:
         self.client.disconnect()
+        self.in_order.close()
         self.browser.close()
 
 
