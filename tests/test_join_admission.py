@@ -1,7 +1,8 @@
 """A reconnect storm is shed politely: over the joining limit a connect is refused at
-once as retryable, never left to time out; every join frees its place; anonymous
-handshakes hold none; a connect the database could not answer is refused as
-retryable too, and the page retries both.
+once as retryable, never left to time out; so is a new handshake, before Engine.IO
+makes a session of it, and while the event loop runs late; every join frees its
+place; anonymous handshakes hold none; a connect the database could not answer is
+refused as retryable too, and the page retries them all.
 
 Raw Engine.IO requests (``requests``) play the clients where the exact answer matters;
 real Chromium plays the page that must come back by itself.
@@ -21,7 +22,7 @@ import requests
 from playwright.sync_api import expect
 from sqlalchemy import create_engine
 
-from pulseboard.stream.admission import JoinGate
+from pulseboard.stream.admission import HandshakeShedding, JoinGate, LoopLag
 
 from .browser import open_stream_page, sign_in
 from .conftest import MYSQL_SERVER
@@ -116,6 +117,80 @@ def test_a_join_that_never_finishes_gives_its_place_back_after_the_timeout():
     assert gate.admit() is not None
 
 
+def test_the_loop_counts_as_late_when_it_stays_late_not_after_one_pause():
+    lag = LoopLag(window=3)
+    lag.observe(0.8)  # one long pause (a password hash): not a busy loop
+    assert lag.seconds == 0.0
+    lag.observe(0.4)
+    lag.observe(0.3)
+    assert lag.seconds == 0.3  # late at each of the last three wake-ups
+    lag.observe(0.0)
+    assert lag.seconds == 0.0  # on time again: the door opens
+    lag.observe(-0.001)  # woken a hair early counts as on time
+    assert lag.seconds == 0.0
+
+
+class Gate:
+    def __init__(self, full: bool):
+        self.full = full
+        self.limit = 1
+
+    def is_full(self) -> bool:
+        return self.full
+
+    def __len__(self) -> int:
+        return int(self.full)
+
+
+def shed_answer(gate, lag_seconds: float, max_lag: float, query: str):
+    """What ``HandshakeShedding`` answers for a GET with ``query``: (status, headers, body)."""
+    lag = LoopLag()
+    lag.started = True  # no loop to measure here: the figure is set by hand
+    lag.seconds = lag_seconds
+    seen = {}
+
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return [b"engine.io"]
+
+    def start_response(status, headers):
+        seen["status"], seen["headers"] = status, dict(headers)
+
+    door = HandshakeShedding(app, gate, lag, max_lag, server=None)
+    environ = {"PATH_INFO": "/socket.io/", "QUERY_STRING": query, "REQUEST_METHOD": "GET"}
+    body = b"".join(door(environ, start_response))
+    return seen["status"], seen["headers"], body
+
+
+@pytest.mark.parametrize(
+    "full, lag, max_lag, shed",
+    [
+        (False, 0.0, 0.25, False),
+        (True, 0.0, 0.25, True),  # the gate is full
+        (False, 0.3, 0.25, True),  # the loop runs late
+        (False, 0.3, 0.0, False),  # lag shedding turned off; the gate still counts
+        (True, 0.3, 0.0, True),
+    ],
+)
+def test_a_new_handshake_is_shed_while_the_gate_is_full_or_the_loop_late(full, lag, max_lag, shed):
+    status, headers, body = shed_answer(Gate(full), lag, max_lag, "EIO=4&transport=polling")
+    if shed:
+        assert status.startswith("429")
+        assert headers["Retry-After"] == "2"
+        assert body == b"too many connections are joining; retry shortly\n"
+    else:
+        assert (status, body) == ("200 OK", b"engine.io")
+
+
+def test_the_traffic_of_sockets_that_exist_is_never_shed():
+    for query in ("EIO=4&transport=polling&sid=abc", "sid=abc&EIO=4&transport=websocket"):
+        status, _, body = shed_answer(Gate(True), 5.0, 0.25, query)
+        assert (status, body) == ("200 OK", b"engine.io")
+    # "sid" elsewhere in a value is not a sid.
+    status, _, _ = shed_answer(Gate(True), 0.0, 0.25, "EIO=4&transport=polling&t=sid=x")
+    assert status.startswith("429")
+
+
 # --- a real instance -----------------------------------------------------------------------
 
 
@@ -138,9 +213,9 @@ def test_a_connect_over_the_limit_is_refused_at_once_as_retryable(site):
     url = site["url"]
     browser = signed_in_session(url, "bob@example.com")
     wait_until_the_gate_is_empty()
-    held = [joined(url, browser), joined(url, browser)]
     third = RawSocket(url, browser)
     assert third.handshake().status_code == 200  # a handshake is never counted
+    held = [joined(url, browser), joined(url, browser)]
     started = time.monotonic()
     assert connect(third) == REFUSED
     assert time.monotonic() - started < 2
@@ -149,6 +224,28 @@ def test_a_connect_over_the_limit_is_refused_at_once_as_retryable(site):
     time.sleep(3.2)
     assert connect(third).startswith("40/stream,")
     assert held
+
+
+def test_while_the_gate_is_full_a_new_handshake_is_refused_before_engineio_sees_it(site):
+    url = site["url"]
+    browser = signed_in_session(url, "bob@example.com")
+    wait_until_the_gate_is_empty()
+    held = [joined(url, browser), joined(url, browser)]
+    late = RawSocket(url, browser)
+    started = time.monotonic()
+    refused = late.handshake()
+    assert time.monotonic() - started < 2
+    assert refused.status_code == 429
+    assert refused.headers["Retry-After"] == "2"
+    assert "retry shortly" in refused.text
+    assert late.sid is None  # no Engine.IO session was made
+    # The sockets that exist go on: a held one still subscribes.
+    held[0].send('42/stream,1["subscribe",{"topics":["market.ticks"]}]')
+    assert '"ok":true' in held[0].receive_until("43/stream,1")
+    # Once the places come back, the same client gets in.
+    time.sleep(3.2)
+    assert late.handshake().status_code == 200
+    assert connect(late).startswith("40/stream,")
 
 
 def test_anonymous_handshakes_hold_no_place(site):
@@ -197,13 +294,14 @@ def test_the_page_comes_back_by_itself_after_being_turned_away(site, browser):
         page.goto("about:blank")  # the page signing in lands on opens a socket too
         wait_until_the_gate_is_empty()
         log = Path(site["log"])
-        refused_before = log.read_text().count("joining refused")
+        turned_away = re.compile(r"joining refused|new connection refused")
+        refused_before = len(turned_away.findall(log.read_text()))
         # Two sockets that never subscribe fill the gate for 3 s: the page's connect is
         # refused, and its backoff brings it back once they expire.
         holder = signed_in_session(url, "bob@example.com")
         held = [joined(url, holder), joined(url, holder)]
         open_stream_page(page, url, "/live", "market.ticks", timeout_ms=20_000)
-        assert log.read_text().count("joining refused") > refused_before, "never turned away"
+        assert len(turned_away.findall(log.read_text())) > refused_before, "never turned away"
         expect(page.locator("#conn-state")).to_have_text(re.compile("Connected"))
         ingest(url, site["token"], [{"topic": "market.ticks", "type": "tick", "payload": {}}])
         expect(page.locator("#event-list .event-row")).to_have_count(1)

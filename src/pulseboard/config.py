@@ -236,6 +236,9 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "STREAM_JOIN_CONCURRENCY": read.int("STREAM_JOIN_CONCURRENCY", 100, minimum=1),
         # Seconds a join may hold its place (a client that connects and goes quiet).
         "STREAM_JOIN_TIMEOUT": read.int("STREAM_JOIN_TIMEOUT", 5, minimum=1),
+        # Milliseconds the event loop may run late before new Engine.IO handshakes are
+        # refused (429, retried by the client); 0 sheds on the join limit only.
+        "STREAM_SHED_LAG_MS": read.int("STREAM_SHED_LAG_MS", 250, minimum=0),
         # permessage-deflate on WebSockets: CPU and a zlib context per connection.
         "STREAM_WS_COMPRESSION": read.bool("STREAM_WS_COMPRESSION", False),
         # Server-Sent Events (GET /api/v1/stream): seconds between ": ping" comments, and
@@ -393,8 +396,7 @@ def _broker_url(read: _Reader, app_env: str) -> str:
         return "memory://"
     if not re.match(r"^(amqps?|pyamqp|memory|filesystem)://", url):
         raise ConfigError(
-            "BROKER_URL must start with amqp://, amqps://, filesystem:// or memory://, "
-            f"not {url!r}"
+            f"BROKER_URL must start with amqp://, amqps://, filesystem:// or memory://, not {url!r}"
         )
     if url.startswith("filesystem://") and not re.match(r"^filesystem://(/.*)?$", url):
         raise ConfigError(

@@ -98,7 +98,7 @@ def init_socketio(app: Flask) -> None:
     from .admin.notices import register as register_admin_namespace
     from .events.bus import is_embedded
     from .stream import wire
-    from .stream.admission import JoinGate
+    from .stream.admission import HandshakeShedding, JoinGate, LoopLag
     from .stream.backpressure import QueueLimits
     from .stream.delivery import LocalStreamManager, QueueStreamManager
     from .stream.guard import SessionBoundSockets
@@ -130,13 +130,17 @@ def init_socketio(app: Flask) -> None:
     wire.install(socketio.server.eio, compression=config["STREAM_WS_COMPRESSION"])
     repair.attach(app, socketio)
     # A reconnect storm is let in at the pace this process can serve; the rest retry.
-    register_stream(
-        socketio, JoinGate(config["STREAM_JOIN_CONCURRENCY"], config["STREAM_JOIN_TIMEOUT"])
-    )
+    gate = JoinGate(config["STREAM_JOIN_CONCURRENCY"], config["STREAM_JOIN_TIMEOUT"])
+    register_stream(socketio, gate)
     register_admin_namespace(socketio)
     app.wsgi_app = SessionBoundSockets(app.wsgi_app, config["SESSION_COOKIE_NAME"])
-    # Outermost: a body Engine.IO would choke on is refused before anything reads it.
+    # A body Engine.IO would choke on is refused before anything reads it.
     app.wsgi_app = PollingBodyGuard(app.wsgi_app, config["STREAM_MAX_MESSAGE_BYTES"])
+    # Outermost: while the gate is full or the loop runs late, new handshakes are
+    # refused before Engine.IO makes a session of them.
+    app.wsgi_app = HandshakeShedding(
+        app.wsgi_app, gate, LoopLag(), config["STREAM_SHED_LAG_MS"] / 1000, socketio.server
+    )
 
 
 def async_mode() -> str:

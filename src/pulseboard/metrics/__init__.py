@@ -115,6 +115,19 @@ class Metrics:
             "pulseboard_stream_joins_refused",
             "/stream connects refused (retry: true) because too many sockets were joining at once",
         )
+        self.handshakes_shed = Counter(
+            "pulseboard_stream_handshakes_shed",
+            "Engine.IO handshakes answered 429 before any session was made, by reason:"
+            " joining (the join limit is reached) or lag (the event loop runs late)",
+            ["reason"],
+        )
+        self.loop_lag = Gauge(
+            "pulseboard_event_loop_lag_seconds",
+            "How late a web instance's event loop runs (smoothed; handshakes are shed above"
+            " STREAM_SHED_LAG_MS)",
+            ["web_instance"],
+            multiprocess_mode="livemax",
+        )
         self.join_seconds = Histogram(
             "pulseboard_stream_join_seconds",
             "From a socket's connect to its first subscribe answered (or its refusal)",
@@ -202,6 +215,14 @@ def socket_rate_limited(namespace: str) -> None:
 
 def stream_join_refused() -> None:
     get().joins_refused.inc()
+
+
+def stream_handshake_shed(reason: str) -> None:
+    get().handshakes_shed.labels(reason).inc()
+
+
+def event_loop_lag(instance: str, seconds: float) -> None:
+    get().loop_lag.labels(instance).set(seconds)
 
 
 def stream_joined(seconds: float) -> None:
