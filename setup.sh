@@ -10,7 +10,8 @@
 #                                         the system is left alone (no root needed)
 #   --skip-verify                         do not run deploy/verify.sh at the end
 #
-# Answers may also be piped on stdin, one line per question. Running it again
+# Answers may also be piped on stdin, one line per question; an invalid one
+# stops the run, writing nothing (as with --answers). Running it again
 # keeps SECRET_KEY and the generated passwords and changes only what the
 # answers change. Steps after the questions: deploy/scripts/*.sh, in order.
 set -euo pipefail
@@ -34,7 +35,7 @@ while (($#)); do
       ;;
     --defaults) wizard_args+=("$1") ;;
     -h | --help)
-      sed -n '2,16s/^# \{0,1\}//p' "$0"
+      sed -n '2,17s/^# \{0,1\}//p' "$0"
       exit 0
       ;;
     *)

@@ -2,15 +2,17 @@
 
 Three ways to answer, one set of checks:
 
-- interactive (or answers piped on stdin, one line per question, an empty
-  line taking the default): an invalid answer is refused with the reason and
-  the question asked again; running out of input after one stops the run;
+- at a terminal: an invalid answer is refused with the reason and the
+  question asked again;
+- piped on stdin, one line per question (an empty line taking the default);
 - ``--defaults``: every question takes its default (on a second run, the
   previous answer), no input read;
 - ``--answers FILE``: ``KEY=value`` lines (keys are the names shown in
   brackets by each question); missing keys take the default.
 
-In the last two, an invalid answer stops the run with the reason (exit 2).
+In the last three nobody is there to answer again: an invalid answer stops the
+run with the reason (exit 2) before anything is written. Piped answers in
+particular must not go on, or each later line would answer the question before it.
 Standard library only, Python 3.8+: this runs before the app's Python exists.
 """
 
@@ -69,9 +71,9 @@ class Asker:
             try:
                 return question.check(raw, answers)
             except questions.Invalid as reason:
-                print(f"  invalid: {reason}", flush=True)
-                if not line:  # end of input: nobody is left to answer again
+                if not self.tty or not line:  # piped, or end of input: nobody answers again
                     raise Stop(f"{question.key}={raw!r}: {reason}") from None
+                print(f"  invalid: {reason}", flush=True)
 
     def unknown_keys(self) -> list[str]:
         """Keys in the answers file that no question has (a question that did not

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pty
 import re
 import shlex
 import shutil
@@ -203,12 +204,40 @@ def test_a_changed_answer_changes_only_its_own_lines(target):
     assert upstream.count("server 127.0.0.1:") == 3
 
 
-def test_an_invalid_piped_answer_is_asked_again_with_the_reason(target):
-    result = setup(target, input="Board\nBad Slug\nboard\nnot_a_domain!\nboard.example.com\n")
-    assert result.returncode == 0, result.stderr
+def test_an_invalid_answer_at_a_terminal_is_asked_again_with_the_reason(target):
+    terminal, terminal_side = pty.openpty()
+    with os.fdopen(terminal, "wb", buffering=0) as keyboard:
+        # The rest of the questions take their defaults.
+        keyboard.write(b"Board\nBad Slug\nboard\nnot_a_domain!\nboard.example.com\n" + b"\n" * 60)
+        result = subprocess.run(
+            ["bash", str(SETUP), "--render-only", "--env-file", str(target["env"]),
+             "--output", str(target["out"])],
+            stdin=terminal_side, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    os.close(terminal_side)
+    assert result.returncode == 0, result.stdout + result.stderr
     assert "invalid slug 'Bad Slug'" in result.stdout
     assert "invalid domain 'not_a_domain!'" in result.stdout
     assert dotenv_values(target["env"])["APP_SLUG"] == "board"
+
+
+def test_an_invalid_piped_answer_stops_the_run_and_writes_nothing(target):
+    """Asked again, each later line would answer the question before it."""
+    answers = list(PIPED)
+    answers[answers.index("ubuntu-22.04")] = "ubuntu-20.04"
+    result = setup(target, input="\n".join(answers) + "\n")
+    assert result.returncode == 2
+    assert "OS_TARGET='ubuntu-20.04': unknown choice" in result.stderr
+    assert not target["env"].exists()
+    assert not target["out"].exists()
+
+
+def test_an_invalid_piped_answer_on_a_second_run_changes_nothing(target):
+    assert setup(target, "--defaults").returncode == 0
+    before = snapshot(target)
+    result = setup(target, input="Board\nBad Slug\nboard\n")
+    assert result.returncode == 2
+    assert snapshot(target) == before
 
 
 @pytest.mark.parametrize(
