@@ -71,15 +71,26 @@ scripts=$here/deploy/scripts
 "$scripts/configure-systemd.sh"
 "$scripts/tls-certificate.sh" --bootstrap
 "$scripts/configure-nginx.sh"
-"$scripts/tls-certificate.sh"
+# Let's Encrypt fails until DNS points here, likely on a first install: the site
+# starts on the certificate it has (the self-signed one), and says what to do.
+certificate_failed=0
+"$scripts/tls-certificate.sh" || certificate_failed=1
 "$scripts/restart.sh" all
 
 # shellcheck source=/dev/null
 source "$DEPLOY_CONF"
 if ((!skip_verify)); then
   verify_args=()
-  if [[ $TLS_MODE == selfsigned ]]; then verify_args=(--cacert "/etc/ssl/$APP_SLUG/fullchain.pem"); fi
+  if [[ $TLS_MODE == selfsigned ]] || ((certificate_failed)); then
+    verify_args=(--cacert "/etc/ssl/$APP_SLUG/fullchain.pem")
+  fi
   "$here/deploy/verify.sh" "${verify_args[@]}" "https://$APP_DOMAIN" ||
     echo "some checks failed: see RUNBOOK.md, 'When a check fails'" >&2
+fi
+if ((certificate_failed)); then
+  echo "not done: https://$APP_DOMAIN runs, but on its previous certificate (self-signed on a" >&2
+  echo "first install), which browsers refuse. Once DNS for $APP_DOMAIN points here and port 80" >&2
+  echo "is open, run: sudo deploy/scripts/tls-certificate.sh" >&2
+  exit 1
 fi
 echo "done: https://$APP_DOMAIN (first admin account: RUNBOOK.md, 'First steps')"

@@ -39,6 +39,22 @@ DEMO_PAGES = (
     "live-stream",
 )
 MAX_INSTANCES = 16
+# The systems deploy/scripts install on (install-deps.sh checks it is this one).
+OS_TARGETS = ("ubuntu-22.04", "ubuntu-24.04", "debian-12")
+# What the services beside the app listen on, on the same host: no web instance
+# may take one of these ports (it would fail to start, or the service would).
+SERVICE_PORTS = {
+    3306: "MySQL/MariaDB",
+    4369: "RabbitMQ's epmd",
+    5672: "RabbitMQ",
+    6379: "Redis",
+    9090: "Prometheus",
+    9100: "Prometheus' node exporter",
+    9108: "the consumer's metrics",
+    15672: "RabbitMQ's management plugin",
+    25672: "RabbitMQ's clustering",
+    33060: "MySQL's X protocol",
+}
 YES = ("yes", "y", "1", "true", "on")
 NO = ("no", "n", "0", "false", "off")
 
@@ -143,8 +159,12 @@ def port(raw: str, answers: dict) -> str:
 def instances(raw: str, answers: dict) -> str:
     if not raw.isdigit() or not 1 <= int(raw) <= MAX_INSTANCES:
         raise Invalid(f"invalid number {raw!r}: from 1 to {MAX_INSTANCES}")
-    if int(answers["BASE_PORT"]) + int(raw) - 1 > 65535:
-        raise Invalid(f"{raw} instances from port {answers['BASE_PORT']} go past 65535")
+    first, last = int(answers["BASE_PORT"]), int(answers["BASE_PORT"]) + int(raw) - 1
+    if last > 65535:
+        raise Invalid(f"{raw} instances from port {first} go past 65535")
+    taken = [f"{port} ({name})" for port, name in SERVICE_PORTS.items() if first <= port <= last]
+    if taken:
+        raise Invalid(f"ports {first}-{last} include {', '.join(taken)}: choose another base port")
     return str(int(raw))
 
 
@@ -230,13 +250,12 @@ def tls_mode(raw: str, answers: dict) -> str:
 
 
 def detected_os(answers: dict) -> str:
+    """This system as an OS_TARGET answer, when it is one of them."""
     release = Path("/etc/os-release")
-    found = (
-        re.search(r'^VERSION_ID="?([\d.]+)', release.read_text(), re.M)
-        if release.exists()
-        else None
-    )
-    return "ubuntu-22.04" if found and found.group(1) == "22.04" else "ubuntu-24.04"
+    text = release.read_text() if release.exists() else ""
+    fields = dict(re.findall(r'^(ID|VERSION_ID)="?([^"\n]*)"?$', text, re.M))
+    found = f"{fields.get('ID')}-{fields.get('VERSION_ID')}"
+    return found if found in OS_TARGETS else "ubuntu-24.04"
 
 
 def credential(key: str, provider: str, required: bool = False, secret: bool = False) -> Question:
@@ -272,9 +291,9 @@ ALL = [
     Question("APP_DOMAIN", "2) Domain name", "localhost", domain),
     Question(
         "OS_TARGET",
-        "3) OS target: ubuntu-22.04 or ubuntu-24.04",
+        "3) OS target: ubuntu-22.04, ubuntu-24.04 or debian-12",
         detected_os,
-        choice("ubuntu-22.04", "ubuntu-24.04"),
+        choice(*OS_TARGETS),
     ),
     Question(
         "DEPLOY_USER",

@@ -126,7 +126,9 @@ def template_values(settings: dict[str, str], env: dict[str, str]) -> dict[str, 
     origins = [o.strip() for o in env.get("PUBLIC_ORIGINS", "").split(",") if o.strip()]
     dependencies = []
     if settings.get("DB_ENGINE") == "mysql":
-        dependencies.append("mysql.service")
+        # Debian's MySQL-compatible server is MariaDB (install-deps.sh).
+        debian = settings.get("OS_TARGET", "").startswith("debian-")
+        dependencies.append("mariadb.service" if debian else "mysql.service")
     if settings.get("MQ") == "rabbitmq":
         dependencies.append("rabbitmq-server.service")
     in_home = any(
@@ -197,6 +199,8 @@ def outputs(settings: dict[str, str]) -> dict[str, str]:
         f"systemd/{slug}-web@.service": "systemd/web@.service",
         f"systemd/{slug}.target": "systemd/app.target",
         f"systemd/{slug}-demo.service": "systemd/demo.service",
+        f"systemd/{slug}-session-cleanup.service": "systemd/session-cleanup.service",
+        f"systemd/{slug}-session-cleanup.timer": "systemd/session-cleanup.timer",
         f"nginx/{slug}.conf": "nginx/site.conf",
         f"nginx/{slug}-upstream.conf": "nginx/upstream.conf",
         f"nginx/{slug}-security-headers.conf": "nginx/security-headers.conf",

@@ -111,6 +111,7 @@ def test_the_embedded_bus_lives_in_the_state_folder_so_the_demo_reaches_the_serv
     answers = list(PIPED)
     answers[answers.index("3")] = "1"  # the embedded bus serves one web instance
     answers[answers.index("rabbitmq")] = "memory"
+    del answers[PIPED.index("#0A7B83") - 1]  # no demo producer question without RabbitMQ
     result = setup(target, input="\n".join(answers) + "\n")
     assert result.returncode == 0, result.stdout + result.stderr
     env = dotenv_values(target["env"])
@@ -246,6 +247,9 @@ def test_an_invalid_piped_answer_on_a_second_run_changes_nothing(target):
         ("APP_SLUG=Bad_Slug", "invalid slug 'Bad_Slug'"),
         ("APP_DOMAIN=exa mple.com", "invalid domain 'exa mple.com'"),
         ("BASE_PORT=80", "invalid port '80'"),
+        ("BASE_PORT=5671", "ports 5671-5672 include 5672 (RabbitMQ)"),
+        ("BASE_PORT=3300\nWEB_INSTANCES=8", "ports 3300-3307 include 3306 (MySQL/MariaDB)"),
+        ("OS_TARGET=ubuntu-20.04", "unknown choice 'ubuntu-20.04'"),
         ("BRAND_PRIMARY_COLOR=blue", "invalid colour 'blue'"),
         ("DB_ENGINE=postgres", "unknown choice 'postgres'"),
         ("MQ=kafka", "unknown choice 'kafka'"),
@@ -340,7 +344,9 @@ def units(tmp_path_factory):
 
 def test_systemd_accepts_the_rendered_units(units):
     files = [units / name for name in ("pulseboard-web@8000.service", "pulseboard-consumer.service",
-                                       "pulseboard-demo.service", "pulseboard.target")]  # fmt: skip
+                                       "pulseboard-demo.service", "pulseboard.target",
+                                       "pulseboard-session-cleanup.service",
+                                       "pulseboard-session-cleanup.timer")]  # fmt: skip
     result = subprocess.run(
         [tool("systemd-analyze"), "verify", *map(str, files)],
         capture_output=True, text=True, timeout=60, check=False,
@@ -349,10 +355,49 @@ def test_systemd_accepts_the_rendered_units(units):
     assert "pulseboard" not in result.stderr, result.stderr
 
 
+def unit_section(path: Path) -> dict[str, list[str]]:
+    """A unit's [Unit] settings, each name with every value it is given."""
+    found: dict[str, list[str]] = {}
+    section = ""
+    for line in path.read_text().splitlines():
+        if line.startswith("["):
+            section = line
+        elif section == "[Unit]" and "=" in line and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            found.setdefault(name, []).extend(value.split())
+    return found
+
+
 @pytest.mark.parametrize(
     "unit",
-    ["pulseboard-web@8000.service", "pulseboard-consumer.service", "pulseboard-demo.service"],
-)
+    ["pulseboard-web@.service", "pulseboard-consumer.service", "pulseboard-demo.service",
+     "pulseboard-session-cleanup.timer"],
+)  # fmt: skip
+def test_stopping_the_target_waits_for_each_of_its_units(units, unit):
+    """Stop jobs run in the reverse of start order: a unit ordered after the target
+    stops before it, so `systemctl stop pulseboard.target` returns once it has stopped."""
+    settings = unit_section(units / unit)
+    assert "pulseboard.target" in settings["PartOf"]
+    assert "pulseboard.target" in settings["After"]
+    assert "Before" not in unit_section(units / "pulseboard.target")
+
+
+def test_expired_sessions_are_deleted_hourly_by_the_apps_own_command(units):
+    service = (units / "pulseboard-session-cleanup.service").read_text()
+    assert re.search(r"^ExecStart=\S+/bin/pulseboard session_cleanup$", service, re.M)
+    timer = (units / "pulseboard-session-cleanup.timer").read_text()
+    assert "\nOnCalendar=hourly\n" in timer and "\nWantedBy=pulseboard.target\n" in timer
+
+
+def test_the_session_cleanup_command_exists(runner):
+    assert "session_cleanup" in runner.invoke(args=["--help"]).output
+
+
+@pytest.mark.parametrize(
+    "unit",
+    ["pulseboard-web@8000.service", "pulseboard-consumer.service", "pulseboard-demo.service",
+     "pulseboard-session-cleanup.service"],
+)  # fmt: skip
 def test_units_are_hardened(units, unit):
     result = subprocess.run(
         [tool("systemd-analyze"), "security", "--offline=true", "--threshold=15",
@@ -480,6 +525,19 @@ def test_configure_nginx_installs_tests_and_reloads(installed):
     assert calls(installed) == ["nginx reload"]
 
 
+def test_configure_nginx_keeps_the_logs_from_other_users(installed):
+    """The access log holds client addresses and (redacted) request lines: not for everyone."""
+    logs = installed["tmp"] / "run"
+    access, error = logs / "access.log", logs / "error.log"
+    assert not access.exists()
+    error.write_text("")
+    error.chmod(0o644)  # as an earlier Nginx left it
+    result = run_script("configure-nginx.sh", installed["env"])
+    assert result.returncode == 0, result.stdout + result.stderr
+    for log in (access, error):
+        assert stat.S_IMODE(log.stat().st_mode) == 0o640, log
+
+
 def test_configure_nginx_rolls_back_when_nginx_t_fails(installed):
     assert run_script("configure-nginx.sh", installed["env"]).returncode == 0
     site = installed["nginx_dir"] / "sites-available" / "pulseboard.conf"
@@ -591,7 +649,8 @@ def test_configure_systemd_installs_checked_units_and_enables_this_install(insta
     assert calls(installed)[:3] == [
         "systemctl daemon-reload",
         "systemctl enable pulseboard.target",
-        f"systemctl enable pulseboard-web@{base}.service pulseboard-consumer.service",
+        f"systemctl enable pulseboard-web@{base}.service pulseboard-consumer.service "
+        "pulseboard-session-cleanup.timer",
     ]
 
 

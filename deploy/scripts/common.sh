@@ -60,10 +60,50 @@ env_value() {
 }
 
 # Wait until http://127.0.0.1:PORT/healthz answers, at most SECONDS seconds.
+# A refused connection is expected while the instance starts: only the last
+# failure is shown, when it never came up.
 wait_healthy() {
-  local port=$1 deadline=$((SECONDS + ${2:-30}))
-  until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/healthz"; do
-    ((SECONDS < deadline)) || return 1
+  local port=$1 deadline=$((SECONDS + ${2:-30})) failure
+  until failure=$(curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/healthz" 2>&1); do
+    if ((SECONDS >= deadline)); then
+      printf '%s\n' "$failure" >&2
+      return 1
+    fi
     sleep 1
   done
+}
+
+# The systems the install scripts know, as OS_TARGET names them.
+# shellcheck disable=SC2034 # read by the scripts that source this file
+SUPPORTED_SYSTEMS="ubuntu-22.04 ubuntu-24.04 debian-12"
+
+# The MySQL-compatible server of OS_TARGET: its package is NAME-server, its unit NAME.
+database_server() {
+  if [[ ${OS_TARGET:-} == debian-* ]]; then echo mariadb; else echo mysql; fi
+}
+
+# The services run as DEPLOY_USER and read the checkout, the virtualenv and .env:
+# every folder above them must let that user through (a home folder is often 0750).
+require_service_user_reach() {
+  local path part parts folder
+  for path in "$APP_DIR" "$VENV_DIR" "$(dirname "$ENV_FILE")"; do
+    # From / down, so that the folder named is the one that shuts the user out.
+    folder=""
+    IFS=/ read -ra parts <<<"${path#/}"
+    for part in "${parts[@]}"; do
+      folder+=/$part
+      if [[ -d $folder ]] && ! service_user_may_enter "$folder"; then
+        die "the service user $DEPLOY_USER may not enter $folder (mode $(stat -c %a "$folder")), so it cannot reach $path: move the checkout (for example to /opt/$APP_SLUG) or let others through with chmod o+x $folder"
+      fi
+    done
+  done
+}
+
+service_user_may_enter() {
+  if id -u "$DEPLOY_USER" >/dev/null 2>&1; then
+    runuser -u "$DEPLOY_USER" -- test -x "$1"
+  else
+    # Not created yet: a new system user is in nobody's group, so "others" decides.
+    [[ $(stat -c %A "$1") == *[xt] ]]
+  fi
 }

@@ -71,6 +71,17 @@ if [[ -e $distro_default || -L $distro_default ]]; then
 fi
 acme_root=$(sed -n 's/^ *root \(.*\);$/\1/p' "$rendered/$APP_SLUG.conf" | head -n 1)
 [[ -z $acme_root ]] || mkdir -p "$acme_root"
+# Nginx would create a missing log readable by everyone (0644), and the logs hold
+# client addresses and request lines: they are made first, for root and adm only
+# (as Debian's logrotate makes the rotated ones), and an existing one is closed.
+mapfile -t log_files < <(sed -n -E 's/^ *(access|error)_log ([^ ;]+).*;$/\2/p' \
+  "$rendered/$APP_SLUG.conf" | grep -vx off | sort -u)
+for log_file in "${log_files[@]}"; do
+  mkdir -p "$(dirname "$log_file")"
+  [[ -e $log_file ]] || install -m 0640 /dev/null "$log_file"
+  chmod o-rwx "$log_file"
+  if getent group adm >/dev/null; then chgrp adm "$log_file"; fi
+done
 
 if ! output=$("${nginx_cmd[@]}" -t 2>&1); then
   restore

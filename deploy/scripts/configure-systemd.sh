@@ -19,7 +19,7 @@ check_dir=$(mktemp -d)
 trap 'rm -rf "$check_dir"' EXIT
 cp "$rendered"/* "$check_dir/"
 mv "$check_dir/$APP_SLUG-web@.service" "$check_dir/$APP_SLUG-web@$BASE_PORT.service"
-if ! systemd-analyze verify "$check_dir"/*.service "$check_dir"/*.target; then
+if ! systemd-analyze verify "$check_dir"/*.service "$check_dir"/*.target "$check_dir"/*.timer; then
   die "systemd-analyze verify refused the rendered units; nothing was installed"
 fi
 
@@ -28,7 +28,7 @@ install -m 0644 "$rendered"/* "$SYSTEMD_DIR/"
 systemctl daemon-reload
 systemctl enable "$APP_SLUG.target"
 mapfile -t units < <(app_units)
-systemctl enable "${units[@]}"
+systemctl enable "${units[@]}" "$APP_SLUG-session-cleanup.timer"
 # Instances from an earlier, larger answer: out of the upstream, so stopped too.
 while read -r unit; do
   if [[ " ${units[*]} " != *" $unit "* ]]; then

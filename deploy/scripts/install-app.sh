@@ -7,6 +7,7 @@ source "$(dirname "$0")/common.sh"
 
 load_settings
 require_root "$@"
+require_service_user_reach
 python=${PYTHON:-python3.11}
 command -v "$python" >/dev/null || die "$python not found: run deploy/scripts/install-deps.sh first"
 

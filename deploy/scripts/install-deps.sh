@@ -1,40 +1,56 @@
 #!/usr/bin/env bash
-# Install the system packages the answers call for: Python 3.11 (deadsnakes),
-# Nginx, certbot, RabbitMQ, MySQL or SQLite. Ubuntu 22.04 and 24.04.
+# Install the system packages the answers call for: Python 3.11, Nginx, certbot,
+# jq, RabbitMQ, MySQL (MariaDB on Debian) or SQLite. Ubuntu 22.04 and 24.04
+# (Python from the deadsnakes PPA), Debian 12.
+#
+# Overridable for tests: OS_RELEASE (/etc/os-release).
 set -euo pipefail
 # shellcheck source=common.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/common.sh"
 
 load_settings
 require_root "$@"
-[[ -r /etc/os-release ]] || die "/etc/os-release missing: this script supports Ubuntu 22.04 and 24.04"
-# shellcheck source=/dev/null
-source /etc/os-release
-if [[ ${ID:-} != ubuntu || ! ${VERSION_ID:-} =~ ^(22|24)\.04$ ]]; then
-  warn "this is ${PRETTY_NAME:-an unknown system}; the scripts are made for Ubuntu 22.04 and 24.04"
-fi
+require_service_user_reach
+
+# The packages differ between the systems: the one answered (OS_TARGET) must be this one.
+OS_RELEASE=${OS_RELEASE:-/etc/os-release}
+[[ -r $OS_RELEASE ]] || die "$OS_RELEASE missing: this script supports $SUPPORTED_SYSTEMS"
+running=$(
+  # shellcheck source=/dev/null
+  source "$OS_RELEASE"
+  printf '%s-%s' "${ID:-unknown}" "${VERSION_ID:-unknown}"
+)
+[[ " $SUPPORTED_SYSTEMS " == *" $running "* ]] ||
+  die "this system is $running; the scripts support $SUPPORTED_SYSTEMS"
+[[ $running == "${OS_TARGET:-}" ]] ||
+  die "this system is $running but the answer was OS_TARGET=${OS_TARGET:-}: run ./setup.sh again and answer $running (nothing was installed)"
 
 export DEBIAN_FRONTEND=noninteractive
-packages=(ca-certificates curl openssl nginx certbot python3 sqlite3)
+packages=(ca-certificates curl jq openssl nginx certbot python3 sqlite3)
 python=${PYTHON:-python3.11}
-if ! command -v "$python" >/dev/null; then
-  # Ubuntu's own Python is 3.10 (22.04) or 3.12 (24.04); the app is built and tested on 3.11.
+if [[ $running == ubuntu-* ]] && ! command -v "$python" >/dev/null; then
+  # Ubuntu's own Python is 3.10 (22.04) or 3.12 (24.04); the app is built and
+  # tested on 3.11, Debian 12's own.
   log "adding the deadsnakes PPA for $python"
   apt-get update -qq
   apt-get install -y -qq software-properties-common
   add-apt-repository -y ppa:deadsnakes/ppa
 fi
 packages+=("$python" "$python-venv")
-if [[ $MQ == rabbitmq ]]; then packages+=(rabbitmq-server); fi
-if [[ ${DB_ENGINE:-mysql} == mysql ]]; then packages+=(mysql-server); fi
+services=(nginx)
+if [[ $MQ == rabbitmq ]]; then
+  packages+=(rabbitmq-server)
+  services+=(rabbitmq-server)
+fi
+if [[ ${DB_ENGINE:-mysql} == mysql ]]; then
+  packages+=("$(database_server)-server")
+  services+=("$(database_server)")
+fi
 
 log "installing ${packages[*]}"
 apt-get update -qq
 apt-get install -y -qq "${packages[@]}"
 
-services=(nginx)
-if [[ $MQ == rabbitmq ]]; then services+=(rabbitmq-server); fi
-if [[ ${DB_ENGINE:-mysql} == mysql ]]; then services+=(mysql); fi
 systemctl enable --now "${services[@]}"
 if [[ $MQ == rabbitmq ]]; then
   version=$(rabbitmqctl version 2>/dev/null || echo unknown)

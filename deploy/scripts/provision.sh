@@ -9,12 +9,13 @@ source "$(dirname "$0")/common.sh"
 load_settings
 require_root "$@"
 
-# URL parts: url_part URL user|password|host|path (percent-decoded).
+# URL parts: url_part URL user|password|host|path (percent-decoded). The URL
+# goes on stdin: a command line is visible to every user (ps) and kept by journald.
 url_part() {
-  python3 -c 'import sys, urllib.parse as u
-p = u.urlsplit(sys.argv[1])
+  printf '%s\n' "$1" | python3 -c 'import sys, urllib.parse as u
+p = u.urlsplit(sys.stdin.readline().strip())
 v = {"user": p.username, "password": p.password, "host": p.hostname, "path": p.path.lstrip("/")}
-print(u.unquote(v[sys.argv[2]] or ""))' "$1" "$2"
+print(u.unquote(v[sys.argv[1]] or ""))' "$2"
 }
 
 if ! id -u "$DEPLOY_USER" >/dev/null 2>&1; then
@@ -59,11 +60,16 @@ if [[ $broker_url == amqp* ]]; then
     vhost=$(url_part "$broker_url" path)
     vhost=${vhost:-/}
     log "RabbitMQ: vhost $vhost, user $user"
+    version=$(rabbitmqctl version 2>/dev/null || echo unknown)
+    [[ ! $version =~ ^3\.[0-9]\. ]] ||
+      die "RabbitMQ $version is older than 3.10: install Team RabbitMQ's packages (RUNBOOK.md, RabbitMQ)"
     rabbitmqctl list_vhosts --quiet | grep -qxF "$vhost" || rabbitmqctl add_vhost "$vhost"
+    # Without the password argument rabbitmqctl (3.10+) reads it from stdin, which
+    # keeps it out of the command line; MySQL's passwords above go on stdin too.
     if rabbitmqctl list_users --quiet | cut -f1 | grep -qxF "$user"; then
-      rabbitmqctl change_password "$user" "$password" >/dev/null
+      printf '%s\n' "$password" | rabbitmqctl change_password "$user" >/dev/null
     else
-      rabbitmqctl add_user "$user" "$password" >/dev/null
+      printf '%s\n' "$password" | rabbitmqctl add_user "$user" >/dev/null
     fi
     rabbitmqctl set_permissions -p "$vhost" "$user" '.*' '.*' '.*'
   else

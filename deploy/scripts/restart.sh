@@ -38,11 +38,19 @@ reload_nginx() {
   log "Nginx reloaded"
 }
 
+# An instance outside the upstream would run where Nginx never sends anyone.
+require_configured_port() {
+  web_ports | grep -qxF "$1" ||
+    die "no web instance on port $1: the instances are on $(web_ports | paste -sd ' ') (scale.sh N changes how many)"
+}
+
 case $part in
   all)
     if [[ $MQ == rabbitmq ]]; then restart_unit "$APP_SLUG-consumer.service"; fi
     restart_web
     if [[ ${DEMO_PRODUCER:-no} == yes ]]; then restart_unit "$APP_SLUG-demo.service"; fi
+    # Its units run already; started, the target stops them all and waits for them.
+    systemctl start "$APP_SLUG.target"
     reload_nginx
     ;;
   web) restart_web ;;
@@ -50,5 +58,8 @@ case $part in
   demo) restart_unit "$APP_SLUG-demo.service" ;;
   nginx) reload_nginx ;;
   *[!0-9]*) die "unknown part '$part': all, web, consumer, demo, nginx or a web port" ;;
-  *) restart_web_instance "$part" ;;
+  *)
+    require_configured_port "$part"
+    restart_web_instance "$part"
+    ;;
 esac

@@ -38,7 +38,7 @@ mkdir -p "$acme_root"
 log "requesting a Let's Encrypt certificate for $APP_DOMAIN"
 certbot certonly --webroot -w "$acme_root" -d "$APP_DOMAIN" --non-interactive --agree-tos \
   --keep-until-expiring "${account[@]}" --deploy-hook "systemctl reload nginx" ||
-  die "certbot failed (DNS for $APP_DOMAIN must point here, port 80 open): the site keeps its current certificate"
+  die "certbot failed (DNS for $APP_DOMAIN must point here, port 80 open): Nginx keeps serving the current certificate (self-signed on a first install); run sudo deploy/scripts/tls-certificate.sh again once DNS is right"
 
 live=/etc/letsencrypt/live/$APP_DOMAIN
 previous=$(mktemp -d)
