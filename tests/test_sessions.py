@@ -145,3 +145,10 @@ def test_anonymous_pages_do_not_create_sessions(app, client):
     for path in ("/", "/docs", "/pricing", "/design-system", "/no-such-page"):
         client.get(path)
     assert stored_sessions(app) == []
+
+
+def test_an_anonymous_visit_to_a_signed_in_page_stores_no_session(app, client):
+    response = client.get("/dashboard")
+    assert response.status_code == 302
+    assert stored_sessions(app) == []
+    assert "Sign in to see that page." in client.get(response.headers["Location"]).text

@@ -79,7 +79,9 @@ def register_extensions(app: Flask) -> None:
 
     login_manager.init_app(app)
     login_manager.login_view = "auth.login"
-    login_manager.login_message_category = "info"
+    # No flash: it would store a session for every anonymous visit to a signed-in
+    # page; the sign-in page says why from its `next` instead.
+    login_manager.login_message = None
     login_manager.session_protection = None  # ids are server-side and renewed at login
 
     @login_manager.user_loader
