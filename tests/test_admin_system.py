@@ -214,3 +214,21 @@ def test_embedded_mode_reads_the_in_process_queues(app, client, auth, make_user)
     assert "Embedded mode" in again and "in-process" in again
     assert "message is not JSON (in-process)" in again, "still there after a first look"
     assert "No dead letters" in page_text(discarded)
+
+
+def test_the_cli_shows_the_dead_letters_and_leaves_them_queued(runner, broker):
+    with Connection(broker.url) as connection:
+        Producer(connection).publish(
+            b"{not json",
+            exchange=broker.topology.dead_letter_exchange,
+            routing_key="market.ticks",
+            headers={REASON_HEADER: "message is not JSON"},
+        )
+    wait_for(lambda: broker.dead_letter_count() == 1, 10, message="one dead letter")
+
+    result = runner.invoke(args=["events", "dead-letters"])
+
+    assert result.exit_code == 0, result.output
+    assert "market.ticks" in result.output and "reason: message is not JSON" in result.output
+    assert "{not json" in result.output
+    assert broker.dead_letter_count() == 1, "looking must leave the dead letter in the queue"

@@ -1,4 +1,4 @@
-"""``flask events …``: publish, consume, prune and the demo producer."""
+"""``flask events …``: publish, consume, prune, the demo producer and the dead letters."""
 
 from __future__ import annotations
 
@@ -7,10 +7,11 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from ..extensions import db
-from . import bus, store
+from . import bus, dead_letters, store
 from .envelope import InvalidEnvelope, loads, new_envelope
 from .producer import Producer, PublishError
 from .service import run_service
+from .topology import Topology
 
 events_cli = AppGroup("events", help="Publish and consume events.")
 
@@ -83,3 +84,27 @@ def demo_command(rate: float, duration: float, symbols: str) -> None:
     finally:
         producer.close()
     click.echo(f"published {sent} events")
+
+
+@events_cli.command("dead-letters")
+@click.option("--count", default=dead_letters.SHOWN, show_default=True, help="Most shown")
+def dead_letters_command(count: int) -> None:
+    """Show the oldest dead letters with their reason; every one stays in the queue.
+
+    Requeue or discard one on the admin System page."""
+    config = current_app.config
+    topology = Topology.from_config(config)
+    try:
+        letters = dead_letters.peek(
+            config["BROKER_URL"], topology, config["BROKER_CHECK_TIMEOUT"], limit=count
+        )
+    except Exception as error:  # the broker may be down: say so, as the System page does
+        raise click.ClickException(
+            f"could not read {topology.dead_letter_queue}: {type(error).__name__}: {error}"
+        ) from None
+    if not letters:
+        click.echo(f"{topology.dead_letter_queue} is empty")
+    for letter in letters:
+        click.echo(f"{letter.fingerprint} {letter.routing_key} ({letter.size} bytes)")
+        click.echo(f"  reason: {letter.reason}")
+        click.echo(f"  {letter.preview}")
