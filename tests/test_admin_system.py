@@ -217,6 +217,8 @@ def test_embedded_mode_reads_the_in_process_queues(app, client, auth, make_user)
 
 
 def test_the_cli_shows_the_dead_letters_and_leaves_them_queued(runner, broker):
+    empty = runner.invoke(args=["events", "dead-letters"])
+    assert empty.output.endswith(f"{broker.topology.dead_letter_queue.name} is empty\n")
     with Connection(broker.url) as connection:
         Producer(connection).publish(
             b"{not json",

@@ -94,16 +94,17 @@ def dead_letters_command(count: int) -> None:
     Requeue or discard one on the admin System page."""
     config = current_app.config
     topology = Topology.from_config(config)
+    queue = topology.dead_letter_queue.name
     try:
         letters = dead_letters.peek(
             config["BROKER_URL"], topology, config["BROKER_CHECK_TIMEOUT"], limit=count
         )
     except Exception as error:  # the broker may be down: say so, as the System page does
         raise click.ClickException(
-            f"could not read {topology.dead_letter_queue}: {type(error).__name__}: {error}"
+            f"could not read {queue}: {type(error).__name__}: {error}"
         ) from None
     if not letters:
-        click.echo(f"{topology.dead_letter_queue} is empty")
+        click.echo(f"{queue} is empty")
     for letter in letters:
         click.echo(f"{letter.fingerprint} {letter.routing_key} ({letter.size} bytes)")
         click.echo(f"  reason: {letter.reason}")
