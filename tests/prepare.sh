@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # What the test suite needs on this machine, set up when it is missing: Debian's
-# chromium, nginx, shellcheck, openssl and systemd-analyze, RabbitMQ on
+# chromium, nginx, shellcheck, openssl, systemd-analyze and promtool, RabbitMQ on
 # 127.0.0.1:5672 (guest/guest) and MariaDB/MySQL on 127.0.0.1:3306 (root, no
 # password), installed when absent and started when down.  `make test` runs it
 # first; it changes nothing when all is there.
@@ -38,6 +38,7 @@ ensure_system_packages() {
   command -v shellcheck >/dev/null || missing+=(shellcheck)
   command -v openssl >/dev/null || missing+=(openssl)
   command -v systemd-analyze >/dev/null || missing+=(systemd)
+  command -v promtool >/dev/null || missing+=(prometheus)
   command -v rabbitmq-server >/dev/null || [[ -x /usr/sbin/rabbitmq-server ]] ||
     missing+=(rabbitmq-server)
   [[ -x /usr/sbin/mariadbd || -x /usr/sbin/mysqld ]] || missing+=(mariadb-server)
@@ -47,6 +48,11 @@ ensure_system_packages() {
     as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive \
       apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  fi
+  # Debian's prometheus package starts a server on :9090 where systemd runs; the
+  # tests need only its promtool, so the server it brought goes again.
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [[ -d /run/systemd/system ]]; then
+    as_root systemctl disable --now prometheus.service
   fi
 }
 
