@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Pulseboard setup: ask the setup questions, write .env and the deploy assets,
-# then install and start everything on this Ubuntu 22.04/24.04 server.
+# then install and start everything on this Ubuntu 22.04/24.04 or Debian 12 server.
 #
 #   sudo ./setup.sh                       ask each question (Enter takes the default)
 #   sudo ./setup.sh --defaults            no questions: defaults, or the previous answers
