@@ -201,6 +201,8 @@ def outputs(settings: dict[str, str]) -> dict[str, str]:
         f"systemd/{slug}-demo.service": "systemd/demo.service",
         f"systemd/{slug}-session-cleanup.service": "systemd/session-cleanup.service",
         f"systemd/{slug}-session-cleanup.timer": "systemd/session-cleanup.timer",
+        f"systemd/{slug}-backup.service": "systemd/backup.service",
+        f"systemd/{slug}-backup.timer": "systemd/backup.timer",
         f"nginx/{slug}.conf": "nginx/site.conf",
         f"nginx/{slug}-upstream.conf": "nginx/upstream.conf",
         f"nginx/{slug}-security-headers.conf": "nginx/security-headers.conf",

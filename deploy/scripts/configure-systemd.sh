@@ -28,7 +28,7 @@ install -m 0644 "$rendered"/* "$SYSTEMD_DIR/"
 systemctl daemon-reload
 systemctl enable "$APP_SLUG.target"
 mapfile -t units < <(app_units)
-systemctl enable "${units[@]}" "$APP_SLUG-session-cleanup.timer"
+systemctl enable "${units[@]}" "$APP_SLUG-session-cleanup.timer" "$APP_SLUG-backup.timer"
 # Instances from an earlier, larger answer: out of the upstream, so stopped too.
 while read -r unit; do
   if [[ " ${units[*]} " != *" $unit "* ]]; then
