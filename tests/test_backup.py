@@ -150,11 +150,11 @@ def run_backup_unit(install, **overrides: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-def run_restore(install, backup: Path, *, path: str | None = None) -> subprocess.CompletedProcess:
+def run_restore(install, backup: Path) -> subprocess.CompletedProcess:
     """The documented restore command, its settings from deploy.conf."""
     return subprocess.run(
         [*shlex.split(RESTORE_COMMAND), str(backup)],
-        env={"PATH": path or install["path"], "DEPLOY_CONF": str(install["conf"]),
+        env={"PATH": install["path"], "DEPLOY_CONF": str(install["conf"]),
              "TMPDIR": str(install["root"] / "tmp")},
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
@@ -178,21 +178,29 @@ def migrate_and_add_ann(url: str) -> dict[str, str]:
 def mysql_app_url(mysql_server):
     """A database on the real server, reached as a user of its own whose password needs
     quoting in a MySQL option file; the URL the app's .env would hold."""
+    server = urlsplit(mysql_server)
+    address = f"{server.hostname}:{server.port or 3306}"
+
+    def as_admin(sql: str, *args: str) -> None:
+        admin = pymysql.connect(
+            host=server.hostname, port=server.port or 3306,
+            user=server.username or "root", password=unquote(server.password or ""),
+        )  # fmt: skip
+        with admin, admin.cursor() as cursor:
+            cursor.execute(sql, args or None)
+
     with temporary_database(mysql_server, prefix="pb_bk") as root_url:
         name = urlsplit(root_url).path.strip("/")
         password = f"p#w {secrets.token_hex(6)}\\'q"
-        admin = pymysql.connect(host="127.0.0.1", port=3306, user="root")
-        with admin, admin.cursor() as cursor:
-            for host in ("127.0.0.1", "localhost"):
-                cursor.execute(f"CREATE USER '{name}'@'{host}' IDENTIFIED BY %s", (password,))
-                cursor.execute(f"GRANT ALL ON {name}.* TO '{name}'@'{host}'")
+        hosts = ("127.0.0.1", "localhost")
+        for host in hosts:
+            as_admin(f"CREATE USER '{name}'@'{host}' IDENTIFIED BY %s", password)
+            as_admin(f"GRANT ALL ON {name}.* TO '{name}'@'{host}'")
         try:
-            yield f"mysql+pymysql://{name}:{quote(password, safe='')}@127.0.0.1:3306/{name}"
+            yield f"mysql+pymysql://{name}:{quote(password, safe='')}@{address}/{name}"
         finally:
-            admin = pymysql.connect(host="127.0.0.1", port=3306, user="root")
-            with admin, admin.cursor() as cursor:
-                for host in ("127.0.0.1", "localhost"):
-                    cursor.execute(f"DROP USER IF EXISTS '{name}'@'{host}'")
+            for host in hosts:
+                as_admin(f"DROP USER IF EXISTS '{name}'@'{host}'")
 
 
 def mysql_query(url: str, sql: str) -> list[tuple]:
@@ -326,6 +334,7 @@ def test_a_restore_is_refused_while_the_app_runs(install, sqlite_url):
     assert result.returncode == 1
     assert "the app still runs (pulseboard-web@8000.service)" in result.stderr
     assert "systemctl stop pulseboard.target first" in result.stderr
+    assert len(backups(install, "sqlite")) == 1  # not even the current database saved
 
 
 @pytest.mark.parametrize(
