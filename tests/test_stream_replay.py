@@ -8,7 +8,12 @@ stays false: nothing was pruned.
 
 from __future__ import annotations
 
+import re
+import threading
+import time
+
 import pytest
+import requests
 
 from pulseboard.stream.state import HOLD_LIMIT, SocketState, TopicFilter
 
@@ -162,3 +167,65 @@ def test_fill_returns_what_lies_between_two_events_of_a_subscribed_topic(site, c
     assert [event["id"] for event in ack["events"]] == ids[1:3]
     refused = client.call("fill", {"topic": SIDE, "after": 0, "before": 5})
     assert refused == {"ok": False, "error": f"not subscribed to {SIDE!r}"}
+
+
+def replay_pages(url: str) -> dict[str, float]:
+    """``pulseboard_stream_replay_pages_total`` by source, from the instance's /metrics."""
+    found = {"log": 0.0, "shared": 0.0}
+    for line in requests.get(f"{url}/metrics", timeout=10).text.splitlines():
+        match = re.match(r'pulseboard_stream_replay_pages_total\{source="(\w+)"\} (\S+)', line)
+        if match:
+            found[match[1]] = float(match[2])
+    return found
+
+
+def test_sockets_replaying_the_same_backlog_at_once_share_reads_and_lose_nothing(site, clients):
+    """A reconnect storm in small: sockets that stopped at the same event subscribe at
+    once while events keep coming. Each gets every event once; the log is read for
+    fewer pages than the sockets took."""
+    url = site["url"]
+    since = newest_seq(site)
+    missed = publish(site, MAIN, 4 * PAGE + 30)
+    sockets = [
+        StreamClient(url, signed_in_session(url, "bob@example.com"), TRANSPORTS[n % 2])
+        for n in range(8)
+    ]
+    clients.extend(sockets)
+    before = replay_pages(url)
+    live: list[str] = []
+    stop = threading.Event()
+
+    def keep_publishing():  # stored while the replays run: they must arrive too, once
+        while not stop.is_set():
+            live.extend(ingest(url, site["token"], [{"topic": MAIN, "type": "t", "payload": {}}]))
+            time.sleep(0.01)
+
+    publisher = threading.Thread(target=keep_publishing, daemon=True)
+    publisher.start()
+    answers: list[dict] = []
+    subscribing = [
+        threading.Thread(
+            target=lambda s=s: answers.append(
+                s.call("subscribe", {"topics": [MAIN], "since": since})
+            )
+        )
+        for s in sockets
+    ]
+    for thread in subscribing:
+        thread.start()
+    for thread in subscribing:
+        thread.join(30)
+    stop.set()
+    publisher.join(10)
+    assert len(answers) == len(sockets) and all(a["ok"] for a in answers), answers
+    expected = missed + live
+    for socket in sockets:
+        wait_for(lambda s=socket: {e["id"] for e in s.events} >= set(expected), 20, message="all")
+        received = [event["id"] for event in socket.events]
+        assert len(received) == len(set(received)), "an event came twice"
+        assert set(received) == set(expected)
+    pages = replay_pages(url)
+    read, shared = pages["log"] - before["log"], pages["shared"] - before["shared"]
+    print(f"replay pages read {read:.0f}, shared {shared:.0f}")
+    assert shared > 0, pages
+    assert read < len(sockets) * 5, (read, shared)  # five pages each, were nothing shared

@@ -115,6 +115,12 @@ class Metrics:
             "pulseboard_stream_joins_refused",
             "/stream connects refused (retry: true) because too many sockets were joining at once",
         )
+        self.replay_pages = Counter(
+            "pulseboard_stream_replay_pages",
+            "Replay pages a socket took, by source: log (read for it) or shared (a read"
+            " made for another socket asking for the same page since it joined)",
+            ["source"],
+        )
         self.handshakes_shed = Counter(
             "pulseboard_stream_handshakes_shed",
             "Engine.IO handshakes answered 429 before any session was made, by reason:"
@@ -215,6 +221,10 @@ def socket_rate_limited(namespace: str) -> None:
 
 def stream_join_refused() -> None:
     get().joins_refused.inc()
+
+
+def replay_page(source: str) -> None:
+    get().replay_pages.labels(source).inc()
 
 
 def stream_handshake_shed(reason: str) -> None:

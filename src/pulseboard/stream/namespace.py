@@ -12,6 +12,7 @@ revoking it disconnects them.
 from __future__ import annotations
 
 import logging
+import time
 
 from flask import current_app, request, session
 from flask_login import current_user
@@ -36,9 +37,9 @@ from .admission import TOO_MANY_JOINING, JoinGate, begin_join, finish_join
 from .guard import token_binding
 from .names import EVENTS, NAMESPACE, session_room, token_room, topic_room, user_room
 from .repair import checker
-from .replay import NotReading, replay
+from .replay import NotReading, SharedRead, replay
 from .rights import sweeper
-from .socket_write import deliverable
+from .socket_write import deliverable, encode_events, send_packets
 from .state import ABUSE_LIMIT, SocketState, registry
 from .subscribe import InvalidRequest, parse_fill, parse_subscribe, parse_unsubscribe
 
@@ -148,10 +149,16 @@ class StreamNamespace(Namespace):
         state.begin_replay(positions)
         for topic in allowed:
             join_room(topic_room(topic))
-        manager = self.socketio.server.manager
+        joined = time.monotonic()
+        server = self.socketio.server
+        sid = request.sid
         try:
             replayed, gap = replay(
-                state, positions, emit_events, lambda: manager.queued_packets(state.eio_sid)
+                state,
+                positions,
+                lambda events, read: send_replay(server, sid, state.eio_sid, events, read),
+                lambda: server.manager.queued_packets(state.eio_sid),
+                joined,
             )
         except NotReading as error:
             log.warning(
@@ -241,6 +248,18 @@ def token_socket(clear, eio_sid: str, since: int) -> SocketState:
         token_id=token.id,
         token_topics=tuple(token.topic_patterns),
     )
+
+
+def send_replay(server, sid: str, eio_sid: str, events: list[dict], read: SharedRead) -> None:
+    """Send a replay page's ``events`` to this socket: the whole page as the packets
+    encoded once for every socket that takes it whole, a part as a message of its own."""
+    if len(events) != len(read.events):
+        emit_events(events)
+        return
+    if read.packets is None:
+        read.packets = encode_events(server, read.events)[1]
+    if read.packets:
+        send_packets(server, sid, eio_sid, read.packets, limits=None)
 
 
 def emit_events(batch: list[dict]) -> None:

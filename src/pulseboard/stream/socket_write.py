@@ -23,12 +23,15 @@ from .wire import SharedPacket, lean_websocket
 log = logging.getLogger(__name__)
 
 
-def send_packets(server, sid: str, eio_sid: str, packets: list, limits: QueueLimits) -> None:
-    """Write ``packets`` to the socket ``sid``, unless it is gone, or stuck (then drop it)."""
+def send_packets(server, sid: str, eio_sid: str, packets: list, limits: QueueLimits | None) -> None:
+    """Write ``packets`` to the socket ``sid``, unless it is gone, or stuck (then drop it).
+
+    Without ``limits`` (a replay page, which waits for the socket to take the one
+    before it) the socket is never taken for stuck."""
     eio_socket = engineio_socket(server, eio_sid)
     if eio_socket is None or eio_socket.closed:
         return
-    if limits.is_stuck(eio_socket):
+    if limits is not None and limits.is_stuck(eio_socket):
         log.warning("socket %s is not reading (queue full); disconnecting it", sid)
         drop(eio_socket)
         return
