@@ -196,8 +196,9 @@ def pulseboard(instances: int = 1, restartable: bool = False, **settings: str):
 
             def restart() -> None:
                 web[0].stop()
-                # In a storm the clients reach the new process before its first /healthz.
-                web[0].start(ready_timeout=180)
+                # In a storm the clients reach the new process before its first /healthz,
+                # which then waits its turn among theirs: the restart ends at its answer.
+                web[0].start(ready_timeout=180, probe_timeout=30)
                 server.web_pids[0] = gunicorn_worker(urls[0])
 
             server.restart = restart

@@ -240,7 +240,7 @@ class WebInstance:
         self.process: subprocess.Popen | None = None
         self.log = None
 
-    def start(self, ready_timeout: float = 30) -> None:
+    def start(self, ready_timeout: float = 30, probe_timeout: float = 1) -> None:
         self._close_log()
         log = self.log = open(self.log_path, "a+")  # noqa: SIM115
         self.process = subprocess.Popen(
@@ -251,7 +251,7 @@ class WebInstance:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        wait_until_healthy(self.url, self.process, log, ready_timeout)
+        wait_until_healthy(self.url, self.process, log, ready_timeout, probe_timeout)
 
     def kill(self) -> None:
         """SIGKILL to the whole process group: no clean shutdown, as in a crash."""

@@ -100,14 +100,16 @@ def gunicorn(
         log.close()
 
 
-def wait_until_healthy(url: str, process: subprocess.Popen, log, timeout: float) -> None:
+def wait_until_healthy(
+    url: str, process: subprocess.Popen, log, timeout: float, probe_timeout: float = 1
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log.seek(0)
             raise RuntimeError(f"server exited with {process.returncode}:\n{log.read()}")
         try:
-            if requests.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if requests.get(f"{url}/healthz", timeout=probe_timeout).status_code == 200:
                 return
         except requests.RequestException:  # bound but the worker still booting
             pass

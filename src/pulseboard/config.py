@@ -236,8 +236,8 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "STREAM_JOIN_CONCURRENCY": read.int("STREAM_JOIN_CONCURRENCY", 100, minimum=1),
         # Seconds a join may hold its place (a client that connects and goes quiet).
         "STREAM_JOIN_TIMEOUT": read.int("STREAM_JOIN_TIMEOUT", 5, minimum=1),
-        # Milliseconds the event loop may run late before new Engine.IO handshakes are
-        # refused (429, retried by the client); 0 sheds on the join limit only.
+        # Milliseconds ready work may wait for the event loop before new Engine.IO
+        # handshakes are refused (429, retried by the client); 0: the join limit only.
         "STREAM_SHED_LAG_MS": read.int("STREAM_SHED_LAG_MS", 250, minimum=0),
         # permessage-deflate on WebSockets: CPU and a zlib context per connection.
         "STREAM_WS_COMPRESSION": read.bool("STREAM_WS_COMPRESSION", False),

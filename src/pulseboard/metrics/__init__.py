@@ -129,8 +129,8 @@ class Metrics:
         )
         self.loop_lag = Gauge(
             "pulseboard_event_loop_lag_seconds",
-            "How late a web instance's event loop runs (smoothed; handshakes are shed above"
-            " STREAM_SHED_LAG_MS)",
+            "How long ready work waits for its turn on a web instance's event loop (least of"
+            " the last three probes; new handshakes are shed above STREAM_SHED_LAG_MS)",
             ["web_instance"],
             multiprocess_mode="livemax",
         )
