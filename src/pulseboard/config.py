@@ -204,6 +204,10 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "EVENT_RETENTION": _retention_age(read),
         "EVENT_RETENTION_COUNT": read.int("EVENT_RETENTION_COUNT", 1_000_000) or None,
         "PUBLISH_MAX_RETRIES": read.int("PUBLISH_MAX_RETRIES", 5, maximum=100),
+        # Publishes in flight awaiting RabbitMQ's confirm; 1 waits for each in turn.
+        "PUBLISH_CONFIRM_WINDOW": read.int(
+            "PUBLISH_CONFIRM_WINDOW", 1000, minimum=1, maximum=100_000
+        ),
         "CONSUMER_PREFETCH": read.int("CONSUMER_PREFETCH", 1000, minimum=1, maximum=65535),
         "CONSUMER_BATCH_SIZE": read.int("CONSUMER_BATCH_SIZE", 500, minimum=1),
         "CONSUMER_BATCH_WAIT_MS": read.int("CONSUMER_BATCH_WAIT_MS", 50, maximum=10_000),

@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import PROJECT_ROOT, load_config
 from .database import configure_engine
+from .events.confirms import check_confirm_callbacks
 from .extensions import csrf, db, limiter, login_manager, migrate, socketio
 
 
@@ -27,6 +28,8 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     else:
         env = {**os.environ, **config}
     settings = load_config(env)
+    # Before anything is served: refuse a py-amqp whose confirms cannot be pipelined.
+    check_confirm_callbacks()
 
     app = Flask(
         "pulseboard",
