@@ -2,21 +2,19 @@
 
 Authenticated by ``Authorization: Bearer <token>``; the token's topic patterns
 decide what it may publish.  A request is all-or-nothing: every envelope is
-checked first, and only then are they published (with broker confirms), so a
-400 or 403 means nothing was sent.  202 carries the ids in order, and every
-event it names passes the consumer's own checks, so it will be stored.
+checked first, and only then are they published (with broker confirms,
+pipelined), so a 400 or 403 means nothing was sent.  202 carries the ids in
+order, and every event it names passes the consumer's own checks, so it will be
+stored.  503 names the events the broker did not confirm (and those it did).
 """
 
 from __future__ import annotations
-
-import uuid
-from datetime import UTC, datetime
 
 from flask import current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..database import utcnow
-from ..events.envelope import InvalidEnvelope, format_timestamp, loads, parse
+from ..events.envelope import InvalidEnvelope, from_producer, loads
 from ..events.producer import PublishError, shared_producer
 from ..extensions import db, limiter
 from ..stream.names import NOTICE
@@ -100,7 +98,7 @@ def ingest():
     for index, item in enumerate(items):
         try:
             envelopes.append(
-                _envelope_from(item, config["EVENT_MAX_BYTES"], config["EVENT_MAX_DEPTH"])
+                from_producer(item, config["EVENT_MAX_BYTES"], config["EVENT_MAX_DEPTH"])
             )
         except InvalidEnvelope as error:
             return json_error(400, f"event {index}: {error}", index=index)
@@ -113,7 +111,17 @@ def ingest():
         ids = shared_producer(current_app._get_current_object()).publish_envelopes(envelopes)
     except PublishError as error:
         current_app.logger.error("ingest publish failed: %s", error)
-        return json_error(503, "the message broker is unavailable; retry later")
+        # What the broker confirmed is stored; ``retry`` is the rest with the ids and
+        # timestamps given them, a body to post again as it is: the log keeps each once.
+        unconfirmed = set(error.unconfirmed)
+        return json_error(
+            503,
+            "the message broker did not confirm every event; retry later by posting 'retry' "
+            "as the body (the same events with the same ids)",
+            accepted=[envelope.id for envelope in envelopes if envelope.id not in unconfirmed],
+            unconfirmed=error.unconfirmed,
+            retry=[envelope.as_dict() for envelope in envelopes if envelope.id in unconfirmed],
+        )
     token.last_used_at = utcnow()
     db.session.commit()
     return jsonify(accepted=ids), 202
@@ -128,12 +136,3 @@ def _refusal(token, envelope) -> str | None:
     if not allows_topic(token, envelope.topic):
         return f"this token may not publish to {envelope.topic!r}"
     return None
-
-
-def _envelope_from(item, max_bytes: int, max_depth: int):
-    """A full envelope as sent, or one completed with a fresh id and timestamp."""
-    if not isinstance(item, dict):
-        raise InvalidEnvelope("each event must be a JSON object")
-    if "id" not in item and "timestamp" not in item:
-        item = {**item, "id": uuid.uuid4().hex, "timestamp": format_timestamp(datetime.now(UTC))}
-    return parse(item, max_bytes=max_bytes, max_depth=max_depth)

@@ -1,4 +1,5 @@
-"""``flask events …``: publish, consume, prune, the demo producer and the dead letters."""
+"""``flask events …``: publish (one event, or a batch of JSON lines), consume, prune, the
+demo producer and the dead letters."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from flask.cli import AppGroup
 
 from ..extensions import db
 from . import bus, dead_letters, store
-from .envelope import InvalidEnvelope, loads, new_envelope
+from .envelope import InvalidEnvelope, from_producer, loads, new_envelope
 from .producer import Producer, PublishError
 from .service import run_service
 from .topology import Topology
@@ -54,6 +55,92 @@ def publish_command(topic: str, type_: str, payload: str, key: str | None) -> No
     finally:
         producer.close()
     click.echo(event_id)
+
+
+# Lines validated and then published together: memory stays bounded on an endless pipe,
+# and a chunk's ids are printed as soon as the broker has confirmed all of them.
+CHUNK_LINES = 5000
+
+
+@events_cli.command("publish-batch")
+@click.argument("source", type=click.File("r", encoding="utf-8"), default="-")
+@click.option(
+    "--unconfirmed",
+    "unconfirmed_file",
+    type=click.File("w", encoding="utf-8"),
+    default=None,
+    help="On failure, write the events the broker did not confirm here, as JSON lines "
+    "with their ids: publish that file again and each is stored once.",
+)
+def publish_batch_command(source, unconfirmed_file) -> None:
+    """Publish events from JSON lines (SOURCE, or stdin) and print each id once confirmed.
+
+    A line is an object like the ingest API's: topic, type, payload and an optional
+    key, or a whole envelope with its own id and timestamp.  Publishes are pipelined
+    (PUBLISH_CONFIRM_WINDOW in flight)."""
+    config = current_app.config
+    producer = _producer()
+    try:
+        for chunk in _numbered_chunks(source, CHUNK_LINES):
+            envelopes = [_envelope_of_line(number, line, config) for number, line in chunk]
+            try:
+                click.echo("\n".join(producer.publish_envelopes(envelopes)))
+            except PublishError as error:
+                _report_unconfirmed(chunk, envelopes, error, unconfirmed_file)
+    finally:
+        producer.close()
+
+
+def _numbered_chunks(source, size: int):
+    """Lists of up to ``size`` (line number, text) pairs of the non-blank lines."""
+    chunk = []
+    for number, line in enumerate(source, 1):
+        if line.strip():
+            chunk.append((number, line))
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _envelope_of_line(number: int, line: str, config):
+    try:
+        item = loads(line.encode("utf-8", "surrogatepass"), "line", config["EVENT_MAX_DEPTH"])
+        return from_producer(item, config["EVENT_MAX_BYTES"], config["EVENT_MAX_DEPTH"])
+    except InvalidEnvelope as error:
+        raise click.ClickException(
+            f"line {number}: {error} (nothing from the chunk of this line on was published; "
+            "the ids printed are of events stored)"
+        ) from None
+
+
+def _report_unconfirmed(chunk, envelopes, error: PublishError, unconfirmed_file) -> None:
+    """Print the ids the broker confirmed, then fail naming the lines it did not."""
+    missing = set(error.unconfirmed)
+    for envelope in envelopes:
+        if envelope.id not in missing:
+            click.echo(envelope.id)
+    lines = [number for (number, _), e in zip(chunk, envelopes, strict=True) if e.id in missing]
+    if unconfirmed_file is not None:
+        for envelope in envelopes:
+            if envelope.id in missing:
+                unconfirmed_file.write(envelope.to_json().decode() + "\n")
+    where = f"written to {unconfirmed_file.name}" if unconfirmed_file else "not written"
+    raise click.ClickException(
+        f"{error}\nnot confirmed: lines {_ranges(lines)} ({where}); later lines were not read"
+    )
+
+
+def _ranges(numbers: list[int]) -> str:
+    """``1-3, 7`` for [1, 2, 3, 7]."""
+    spans: list[list[int]] = []
+    for number in numbers:
+        if spans and number == spans[-1][1] + 1:
+            spans[-1][1] = number
+        else:
+            spans.append([number, number])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in spans)
 
 
 @events_cli.command("consume")

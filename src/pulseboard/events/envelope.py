@@ -107,6 +107,16 @@ def new_envelope(
     )
 
 
+def from_producer(item: Any, max_bytes: int, max_depth: int) -> Envelope:
+    """An event as a producer sends it (an API body's item, a line of the CLI's input):
+    a full envelope kept as sent, or one without id and timestamp given fresh ones."""
+    if not isinstance(item, dict):
+        raise InvalidEnvelope("each event must be a JSON object")
+    if "id" not in item and "timestamp" not in item:
+        item = {**item, "id": uuid.uuid4().hex, "timestamp": format_timestamp(datetime.now(UTC))}
+    return parse(item, max_bytes=max_bytes, max_depth=max_depth)
+
+
 def format_timestamp(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
