@@ -53,3 +53,21 @@ def test_no_page_has_an_accessibility_violation(browser, site, layout):
         context.close()
     visits.assert_every_page_opened()
     assert not problems, "axe-core found:\n" + "\n".join(problems)
+
+
+@pytest.mark.parametrize("theme", ["light", "dark"])
+def test_a_dashboard_whose_stream_is_down_keeps_its_contrast(browser, site, theme):
+    """Widgets of a page that lost its stream are shown stale; stale must not mean
+    faded below the contrast their text needs (it did: opacity 0.55)."""
+    url = site.urls[DEFAULT_LAYOUT]
+    context = visitor_context(browser, "member", url, color_scheme=theme)
+    add_axe(context)
+    page = context.new_page()
+    page.goto(f"{url}/dashboard")
+    page.wait_for_function("() => window.Pulseboard.stream.state === 'connected'")
+    page.locator(".widget:not(.widget-stale)").first.wait_for()
+    page.evaluate("() => window.Pulseboard.stream.socket.disconnect()")  # as a dropped stream
+    page.locator(".widget-stale").first.wait_for()
+    problems = describe(axe_violations(page, COLOUR_RULES), f"stale /dashboard, {theme}")
+    context.close()
+    assert not problems, "axe-core found:\n" + "\n".join(problems)
