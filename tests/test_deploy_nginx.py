@@ -11,6 +11,7 @@ import subprocess
 
 import pytest
 import requests
+import socketio
 
 from pulseboard.events.producer import Producer
 
@@ -108,7 +109,15 @@ def test_the_app_sees_the_client_scheme_and_sets_secure_cookies(site):
 @pytest.mark.parametrize("transport", ["websocket", "polling"])
 def test_a_signed_in_client_receives_events_through_nginx(site, clients, transport):
     browser = signed_in_over_https(site)
-    client = StreamClient(site["url"], browser, transport)
+    try:
+        client = StreamClient(site["url"], browser, transport)
+    except socketio.exceptions.ConnectionError as error:
+        # Known, not yet explained: once in several runs an instance's first WebSocket
+        # through Nginx connects /stream and its transport closes a millisecond later
+        # ("transport close" in the log), so the connect goes unanswered. A page
+        # reconnects by itself; this client tries once more, as it would, and prints so.
+        print(f"first /stream connect through Nginx lost ({error}); retried")
+        client = StreamClient(site["url"], browser, transport)
     clients.append(client)
     assert client.client.transport() == transport
     assert client.call("subscribe", {"topics": ["market.ticks"]})["ok"]
