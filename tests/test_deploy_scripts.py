@@ -23,6 +23,12 @@ BROKER_PASSWORD = "Rabbit-Pw_7f3a9c"
 RECORD = 'printf "%s\\n" "${0##*/} $*" >>"$STUB_LOG"\n'
 STUBS = {
     "apt-get": "",
+    # Installed: the packages in INSTALLED_PACKAGES (none by default).
+    "dpkg-query": """for package in ${INSTALLED_PACKAGES:-}; do
+  [[ $package == "${@: -1}" ]] && echo 'install ok installed'
+done
+exit 0
+""",
     "add-apt-repository": "",
     "useradd": "",
     "install": "",
@@ -158,6 +164,19 @@ def test_install_deps_on_ubuntu_installs_mysql_and_python_from_deadsnakes(system
     assert system.calls("add-apt-repository") == ["add-apt-repository -y ppa:deadsnakes/ppa"]
     assert {"mysql-server", "python3.99-venv", "jq"} <= set(installed_packages(system))
     assert "systemctl enable --now nginx rabbitmq-server mysql" in system.calls()
+
+
+def test_install_deps_runs_no_apt_when_every_package_is_there(system):
+    packages = "ca-certificates curl jq git openssl nginx certbot python3 sqlite3"
+    packages += " python3.11 python3.11-venv rabbitmq-server mariadb-server"
+    system.configure(DB_ENGINE="mysql")
+    result = system.script("install-deps.sh", INSTALLED_PACKAGES=packages)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert system.calls("apt-get") == []
+    assert "already installed" in result.stdout
+    # One missing: apt installs that one only.
+    result = system.script("install-deps.sh", INSTALLED_PACKAGES=packages.replace(" jq", ""))
+    assert system.calls("apt-get")[-1] == "apt-get install -y -qq jq"
 
 
 @pytest.mark.parametrize(("system_id", "version"), [("debian", "12"), ("ubuntu", "20.04")])

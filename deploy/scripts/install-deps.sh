@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the system packages the answers call for: Python 3.11, Nginx, certbot,
-# jq, RabbitMQ, MySQL (MariaDB on Debian) or SQLite. Ubuntu 22.04 and 24.04
-# (Python from the deadsnakes PPA), Debian 12.
+# jq, git (upgrade.sh), RabbitMQ, MySQL (MariaDB on Debian) or SQLite. Ubuntu
+# 22.04 and 24.04 (Python from the deadsnakes PPA), Debian 12. Only missing
+# packages are installed: with all of them there, apt is not run at all.
 #
 # Overridable for tests: OS_RELEASE (/etc/os-release).
 set -euo pipefail
@@ -26,7 +27,7 @@ running=$(
   die "this system is $running but the answer was OS_TARGET=${OS_TARGET:-}: run ./setup.sh again and answer $running (nothing was installed)"
 
 export DEBIAN_FRONTEND=noninteractive
-packages=(ca-certificates curl jq openssl nginx certbot python3 sqlite3)
+packages=(ca-certificates curl jq git openssl nginx certbot python3 sqlite3)
 python=${PYTHON:-python3.11}
 if [[ $running == ubuntu-* ]] && ! command -v "$python" >/dev/null; then
   # Ubuntu's own Python is 3.10 (22.04) or 3.12 (24.04); the app is built and
@@ -47,9 +48,18 @@ if [[ ${DB_ENGINE:-mysql} == mysql ]]; then
   services+=("$(database_server)")
 fi
 
-log "installing ${packages[*]}"
-apt-get update -qq
-apt-get install -y -qq "${packages[@]}"
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}\n' "$package" 2>/dev/null | grep -qx 'install ok installed' ||
+    missing+=("$package")
+done
+if ((${#missing[@]})); then
+  log "installing ${missing[*]}"
+  apt-get update -qq
+  apt-get install -y -qq "${missing[@]}"
+else
+  log "already installed: ${packages[*]}"
+fi
 
 systemctl enable --now "${services[@]}"
 if [[ $MQ == rabbitmq ]]; then
