@@ -9,6 +9,10 @@
 #                                         only write .env and render the assets;
 #                                         the system is left alone (no root needed)
 #   --skip-verify                         do not run deploy/verify.sh at the end
+#   sudo ./setup.sh --upgrade REF         move a running install to another release of
+#                                         this checkout (git fetch first), instance by
+#                                         instance, rolled back if one fails its check
+#                                         (deploy/scripts/upgrade.sh; RUNBOOK.md, Upgrades)
 #
 # Answers may also be piped on stdin, one line per question; an invalid one
 # stops the run, writing nothing (as with --answers). Running it again
@@ -34,8 +38,12 @@ while (($#)); do
       shift
       ;;
     --defaults) wizard_args+=("$1") ;;
+    --upgrade)
+      # The answers stay as they are: only the code, its packages and schema move.
+      exec "$here/deploy/scripts/upgrade.sh" "${2:?--upgrade needs a tag, branch or commit}"
+      ;;
     -h | --help)
-      sed -n '2,17s/^# \{0,1\}//p' "$0"
+      sed -n '2,21s/^# \{0,1\}//p' "$0"
       exit 0
       ;;
     *)

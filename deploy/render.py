@@ -124,6 +124,9 @@ def template_values(settings: dict[str, str], env: dict[str, str]) -> dict[str, 
     ping = int(env.get("STREAM_PING_INTERVAL") or 25) + int(env.get("STREAM_PING_TIMEOUT") or 20)
     message_bytes = int(env.get("STREAM_MAX_MESSAGE_BYTES") or 16 * 1024)
     origins = [o.strip() for o in env.get("PUBLIC_ORIGINS", "").split(",") if o.strip()]
+    # Instances taken out of the upstream while they restart (upgrade.sh): Nginx
+    # sends them nothing, and their clients hash to the others.
+    drained = {int(port) for port in settings.get("WEB_DRAINED", "").split(",") if port.strip()}
     dependencies = []
     if settings.get("DB_ENGINE") == "mysql":
         # Debian's MySQL-compatible server is MariaDB (install-deps.sh).
@@ -170,7 +173,8 @@ def template_values(settings: dict[str, str], env: dict[str, str]) -> dict[str, 
         or content_security_policy(origins or [public_origin(settings)]),
         "SOCKET_READ_TIMEOUT": f"{ping + SOCKET_TIMEOUT_MARGIN}s",
         "UPSTREAM_SERVERS": "\n".join(
-            f"    server 127.0.0.1:{port} max_fails=3 fail_timeout=10s;"
+            f"    server 127.0.0.1:{port} max_fails=3 fail_timeout=10s"
+            f"{' down' if port in drained else ''};"
             for port in web_ports(settings)
         ),
     }

@@ -323,6 +323,20 @@ def test_the_socketio_body_cap_follows_the_apps_message_limit():
     assert 65536 < int(raised["SOCKET_MAX_BODY_SIZE"]) <= 65536 + 8192
 
 
+def test_a_drained_instance_stays_in_the_upstream_marked_down():
+    """upgrade.sh drains an instance this way: Nginx sends it nothing while it
+    restarts, and the hash moves its clients to the others."""
+    settings = deploy_settings(WEB_INSTANCES="3", BASE_PORT="8000")
+    servers = load_render().template_values({**settings, "WEB_DRAINED": "8001"}, {})
+    assert servers["UPSTREAM_SERVERS"].splitlines() == [
+        "    server 127.0.0.1:8000 max_fails=3 fail_timeout=10s;",
+        "    server 127.0.0.1:8001 max_fails=3 fail_timeout=10s down;",
+        "    server 127.0.0.1:8002 max_fails=3 fail_timeout=10s;",
+    ]
+    every = load_render().template_values({**settings, "WEB_DRAINED": ""}, {})
+    assert " down" not in every["UPSTREAM_SERVERS"]
+
+
 def test_socket_read_timeout_outlasts_the_socketio_ping():
     values = load_render().template_values(deploy_settings(), {})
     config = load_config({"APP_ENV": "test"})

@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # Create the virtualenv with Python 3.11, install the pinned requirements
 # (hashes checked), install the app, apply the database migrations.
+#
+#   install-app.sh [--no-migrate]   --no-migrate: the packages only (upgrade.sh's
+#                                   rollback: an older release never downgrades the schema)
 set -euo pipefail
 # shellcheck source=common.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/common.sh"
 
+migrate=1
+if [[ ${1:-} == --no-migrate ]]; then
+  migrate=0
+  shift
+fi
 load_settings
 require_root "$@"
 require_service_user_reach
@@ -20,9 +28,13 @@ log "installing the pinned requirements"
 "$VENV_DIR/bin/python" -m pip install --quiet --require-hashes -r "$APP_DIR/requirements.txt"
 "$VENV_DIR/bin/python" -m pip install --quiet --no-deps -e "$APP_DIR"
 
+if ((!migrate)); then
+  log "app installed (migrations not run)"
+  exit 0
+fi
 log "applying database migrations"
 # As the service user: it owns the SQLite file, and reads .env like the services do.
 (cd "$APP_DIR" && runuser -u "$DEPLOY_USER" -- \
   "$VENV_DIR/bin/dotenv" -f "$ENV_FILE" run --no-override -- "$VENV_DIR/bin/pulseboard" db upgrade) ||
-  die "migrations failed: the database is as it was before this step (RUNBOOK.md, Upgrades)"
+  die "migrations failed (output above); nothing was restarted (RUNBOOK.md, Upgrades)"
 log "app installed"
