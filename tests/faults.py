@@ -33,6 +33,7 @@ class SteadyProducer(threading.Thread):
         self.count, self.rate = count, rate
         self.main, self.side, self.side_every = main, side, side_every
         self.confirmed: list[str] = []
+        self.stopped = threading.Event()  # set: no event after the one in hand
         self.retries = 0
         self.error: Exception | None = None
 
@@ -47,6 +48,8 @@ class SteadyProducer(threading.Thread):
     def _publish_all(self) -> None:
         started = time.monotonic()
         for n in range(self.count):
+            if self.stopped.is_set():
+                break
             topic = self.side if n % self.side_every == self.side_every - 1 else self.main
             payload = {"n": n, "pad": self.pad} if self.pad else {"n": n}
             # Built once: a retry sends the same id, as a producer must. A publish whose

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # What the test suite needs on this machine, set up when it is missing: Debian's
-# chromium, nginx, shellcheck, openssl, systemd-analyze and promtool, RabbitMQ on
-# 127.0.0.1:5672 (guest/guest) and MariaDB/MySQL on 127.0.0.1:3306 (root, no
-# password), installed when absent and started when down.  `make test` runs it
-# first; it changes nothing when all is there.
+# chromium, nginx, shellcheck, openssl, systemd-analyze, promtool, debootstrap
+# and systemd-nspawn, RabbitMQ on 127.0.0.1:5672 (guest/guest) and MariaDB/MySQL
+# on 127.0.0.1:3306 (root, no password), installed when absent and started when
+# down.  `make test` runs it first; it changes nothing when all is there.
 set -euo pipefail
 
 log() { printf '==> %s\n' "$*"; }
@@ -39,6 +39,9 @@ ensure_system_packages() {
   command -v openssl >/dev/null || missing+=(openssl)
   command -v systemd-analyze >/dev/null || missing+=(systemd)
   command -v promtool >/dev/null || missing+=(prometheus)
+  # The install test boots a Debian 12 root of its own (tests/container.py).
+  command -v debootstrap >/dev/null || [[ -x /usr/sbin/debootstrap ]] || missing+=(debootstrap)
+  command -v systemd-nspawn >/dev/null || missing+=(systemd-container)
   command -v rabbitmq-server >/dev/null || [[ -x /usr/sbin/rabbitmq-server ]] ||
     missing+=(rabbitmq-server)
   [[ -x /usr/sbin/mariadbd || -x /usr/sbin/mysqld ]] || missing+=(mariadb-server)
