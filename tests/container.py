@@ -8,7 +8,7 @@ install) and the wheels of ``requirements.txt`` takes about two minutes; both
 are kept in ``PULSEBOARD_TEST_CACHE`` (default ``~/.cache/pulseboard-tests``)
 under a name made from what went into them, and each test run boots a copy.
 Inside there is no route out: ``install-deps.sh`` finds its packages installed,
-and pip installs from the wheels (``PIP_NO_INDEX``, ``PIP_FIND_LINKS``).
+and pip installs from the wheels (the test's ``/etc/pip.conf`` says so).
 """
 
 from __future__ import annotations

@@ -48,12 +48,13 @@ MQ=rabbitmq
 DEMO_PRODUCER=no
 TLS_MODE=selfsigned
 """
-# No route out of the container: pip takes the wheels made here.
-OFFLINE = {
-    "PIP_NO_INDEX": "1",
-    "PIP_FIND_LINKS": container.WHEELS_INSIDE,
-    "PIP_DISABLE_PIP_VERSION_CHECK": "1",
-}
+# No route out of the container: pip, whoever runs it (sudo too), takes the wheels made here.
+PIP_CONF = f"""\
+[global]
+no-index = true
+find-links = {container.WHEELS_INSIDE}
+disable-pip-version-check = true
+"""
 WEB_UNITS = ("pulseboard-web@8000.service", "pulseboard-web@8001.service")
 VERIFY = f"{APP}/deploy/verify.sh --cacert /etc/ssl/pulseboard/fullchain.pem https://{DOMAIN}"
 
@@ -94,6 +95,7 @@ def server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("install")
     machine = container.Machine.copy_of(image, folder, folder / "machine.log")
     machine.checkout = place_checkout(machine)
+    machine.path("/etc/pip.conf").write_text(PIP_CONF)
     with machine.path("/etc/hosts").open("a") as hosts:
         hosts.write(f"127.0.0.1 {DOMAIN}\n")
     prepared = time.monotonic() - started
@@ -114,7 +116,7 @@ def installed(server):
     """setup.sh --answers, end to end, and an admin made as the RUNBOOK says."""
     server.path("/root/answers").write_text(ANSWERS)
     started = time.monotonic()
-    result = server.run(f"cd {APP} && ./setup.sh --answers /root/answers", env=OFFLINE, timeout=900)
+    result = server.run(f"cd {APP} && ./setup.sh --answers /root/answers", timeout=900)
     took = time.monotonic() - started
     print(f"\nsetup.sh --answers: {took:.0f} s\n{result.stdout[-3000:]}")
     assert f"done: https://{DOMAIN}" in result.stdout
@@ -235,7 +237,7 @@ def test_a_rolling_upgrade_loses_no_event_and_no_page_sees_an_error(installed):
     before = main_pids(installed)
     with streaming(installed) as report:
         started = time.monotonic()
-        result = installed.run(f"cd {APP} && ./setup.sh --upgrade {release_2}", env=OFFLINE)
+        result = installed.run(f"cd {APP} && ./setup.sh --upgrade {release_2}")
         took = time.monotonic() - started
     print(f"upgrade: {took:.0f} s\n{result.stdout}")
     assert_nothing_lost(report)
@@ -259,7 +261,7 @@ def test_an_upgrade_whose_instance_fails_its_check_is_rolled_back(installed):
     with streaming(installed) as report:
         result = installed.run(
             f"cd {APP} && ./setup.sh --upgrade {release_3}",
-            env={**OFFLINE, "UPGRADE_HEALTH_TIMEOUT": "15"},
+            env={"UPGRADE_HEALTH_TIMEOUT": "15"},
             check=False,
         )
     print(result.stdout, result.stderr)
@@ -269,6 +271,17 @@ def test_an_upgrade_whose_instance_fails_its_check_is_rolled_back(installed):
     assert git(checkout, "rev-parse", "HEAD") == release_2
     assert upstream(installed) == ["127.0.0.1:8000", "127.0.0.1:8001"]
     assert "down" not in installed.path("/etc/nginx/snippets/pulseboard-upstream.conf").read_text()
+    checklist(installed)
+
+
+def test_rollback_returns_to_the_release_before_the_last_upgrade(installed):
+    checkout = installed.checkout
+    release_1 = git(checkout, "rev-list", "--max-parents=0", "HEAD")
+    with streaming(installed) as report:
+        installed.run(f"cd {APP} && sudo deploy/scripts/upgrade.sh --rollback")
+    assert_nothing_lost(report)
+    assert git(checkout, "rev-parse", "HEAD") == release_1
+    assert "Version: 0.1.0" in installed.run(f"{APP}/.venv/bin/pip show pulseboard").stdout
     checklist(installed)
 
 
