@@ -35,6 +35,17 @@ def test_users_create_refuses_a_duplicate_and_a_short_password(app, runner, make
     assert "at least" in short.output
 
 
+def test_users_create_refuses_an_address_the_sign_in_form_would_refuse(app, runner, client):
+    """Made here, such an account could never sign in."""
+    for address in ("ops@pulseboard.test", "not-an-address", "ops@intranet.local"):
+        result = runner.invoke(
+            args=["users", "create", address, "--password-stdin"], input="a long enough password\n"
+        )
+        assert result.exit_code != 0 and "Invalid value for EMAIL" in result.output, result.output
+    with app.app_context():
+        assert db.session.scalar(select(User)) is None
+
+
 def test_users_promote_and_revoke(app, runner, make_user):
     user_id = make_user(email="ada@example.com")
     assert runner.invoke(args=["users", "promote", "ada@example.com"]).exit_code == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import click
+from email_validator import EmailNotValidError, validate_email
 from flask.cli import AppGroup
 from sqlalchemy import select
 
@@ -32,8 +33,12 @@ def _user_by_email(email: str) -> User:
 def create_user(email: str, display_name: str | None, admin: bool, password_stdin: bool) -> None:
     """Create a verified user, prompting for a password unless --password-stdin."""
     email = email.strip().lower()
-    if "@" not in email:
-        raise click.BadParameter("not an email address", param_hint="EMAIL")
+    try:
+        # The sign-in form's own check (WTForms' Email): an address it refuses could
+        # never sign in, such as one on a reserved name like .test or .local.
+        validate_email(email, check_deliverability=False)
+    except EmailNotValidError as error:
+        raise click.BadParameter(str(error), param_hint="EMAIL") from None
     if db.session.scalar(select(User).where(User.email == email)) is not None:
         raise click.ClickException(f"a user with email {email} already exists")
     if password_stdin:
