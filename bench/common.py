@@ -9,6 +9,9 @@ Three servers speak the same ``/stream`` protocol to the same Node.js clients:
   queue, fed one ``socketio.emit`` per event (``bench/baseline_app.py``).
 * ``node``: a Node.js Socket.IO 4 server emitting each event in-process
   (``bench/node/reference.js``).
+* ``node-batched``: the same server batching each room's events on a timer as
+  Pulseboard's rounds do (``NODE_ROUND_MS``, 10 ms by default): the strongest peer,
+  the same design on the fastest runtime.
 
 Everything binds to loopback and is stopped when the benchmark ends.
 """
@@ -54,7 +57,9 @@ MYSQL = os.environ.get("BENCH_MYSQL_SERVER", "mysql+pymysql://root@127.0.0.1:330
 NODE_DIR = ROOT / "bench" / "node"
 TOPIC = "market.ticks"
 PASSWORD = "bench password 123"  # noqa: S105 - a throwaway account in a throwaway database
-SERVERS = ("pulseboard", "flask-socketio", "node")
+SERVERS = ("pulseboard", "flask-socketio", "node", "node-batched")
+# node-batched's rest after each message of a room, in ms.
+NODE_ROUND_MS = int(os.environ.get("NODE_ROUND_MS", "10"))
 
 
 def prepare() -> None:
@@ -270,9 +275,9 @@ def flask_socketio():
         yield server
 
 
-def start_node_reference(port: int) -> subprocess.Popen:
+def start_node_reference(port: int, round_ms: int = 0) -> subprocess.Popen:
     process = subprocess.Popen(
-        ["node", "reference.js", str(port)],
+        ["node", "reference.js", str(port), str(round_ms)],
         cwd=NODE_DIR,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -307,12 +312,12 @@ def node_reference_process():
 
 
 @contextlib.contextmanager
-def node_reference():
+def node_reference(round_ms: int = 0):
     port = free_port()
-    process = start_node_reference(port)
+    process = start_node_reference(port, round_ms)
     try:
         server = Server()
-        server.name = "node"
+        server.name = "node-batched" if round_ms else "node"
         server.urls = [f"http://127.0.0.1:{port}"]
         server.web_pids = [process.pid]
         server.other_pids = []
@@ -336,6 +341,9 @@ def server_named(name: str, instances: int = 1):
         raise SystemExit(f"{name}: only one instance")
     elif name == "flask-socketio":
         with flask_socketio() as server:
+            yield server
+    elif name == "node-batched":
+        with node_reference(NODE_ROUND_MS) as server:
             yield server
     else:
         with node_reference() as server:

@@ -1,7 +1,8 @@
 """Events delivered to clients per second, and producer-to-client latency, under load.
 
     python bench/delivery.py [--clients 500] [--rates 100,300,600] [--seconds 10]
-                             [--servers pulseboard,flask-socketio,node] [--instances 1]
+                             [--servers pulseboard,flask-socketio,node,node-batched]
+                             [--instances 1]
                              [--transports websocket,polling,sse]
                              [--out bench/results/delivery.json]
 
@@ -63,6 +64,8 @@ def measure(server, clients: int, rate: float, seconds: float, transport: str) -
         "latency_ms": report["latency_ms"],
         "client_errors": report["errors"] + report["disconnects"],
         "web_cpu": round(web_cpu, 2),
+        # deliveries per second of web CPU: what one core of the web side delivers
+        "delivered_per_web_cpu_s": round(per_second / web_cpu) if web_cpu else None,
         "other_cpu": round(rest_cpu, 2),
         "client_cpu": round(client_cpu, 2),
         "web_rss_mb": round(sum(rss_kb(pid) for pid in server.web_pids) / 1024, 1),
@@ -72,7 +75,8 @@ def measure(server, clients: int, rate: float, seconds: float, transport: str) -
 def table(rows: list[dict]) -> str:
     head = (
         f"{'server':<15}{'inst':>5}{'rate/s':>8}{'delivered/s':>13}{'ratio':>7}"
-        f"{'msg/cl/s':>10}{'p50':>6}{'p99':>7}{'max':>7}{'webCPU':>8}{'restCPU':>8}{'cliCPU':>8}{'err':>5}"
+        f"{'msg/cl/s':>10}{'p50':>6}{'p99':>7}{'max':>7}{'webCPU':>8}{'del/webCPUs':>12}"
+        f"{'restCPU':>8}{'cliCPU':>8}{'err':>5}"
     )
     lines = [head, "-" * len(head)]
     for row in rows:
@@ -82,7 +86,8 @@ def table(rows: list[dict]) -> str:
             f"{row['delivered_per_s']:>13,}{row['delivered_ratio']:>7}"
             f"{row['messages_per_client_s']:>10}{latency.get('p50', '-'):>6}"
             f"{latency.get('p99', '-'):>7}{latency.get('max', '-'):>7}"
-            f"{row['web_cpu']:>8}{row['other_cpu']:>8}{row['client_cpu']:>8}"
+            f"{row['web_cpu']:>8}{format(row['delivered_per_web_cpu_s'] or 0, ','):>12}"
+            f"{row['other_cpu']:>8}{row['client_cpu']:>8}"
             f"{row['client_errors']:>5}"
         )
     return "\n".join(lines)
@@ -93,7 +98,7 @@ def ratios(rows: list[dict]) -> str:
     by_key = {(row["server"], row["rate"]): row for row in rows}
     lines = []
     against = {
-        "pulseboard": ("node", "flask-socketio"),
+        "pulseboard": ("node-batched", "node", "flask-socketio"),
         "pulseboard/sse": ("pulseboard", "node"),  # SSE beside Socket.IO on WebSocket
         "pulseboard/polling": ("pulseboard", "node/polling"),
     }
@@ -104,10 +109,14 @@ def ratios(rows: list[dict]) -> str:
                 continue
             throughput = row["delivered_per_s"] / other["delivered_per_s"]
             ours, theirs = row["latency_ms"]["p99"], other["latency_ms"]["p99"]
-            lines.append(
+            line = (
                 f"rate {rate:>6g}/s  {server} / {baseline:<15} delivered x{throughput:5.2f}"
                 f"   p99 {ours} vs {theirs} ms (x{ours / max(theirs, 1):.2f})"
             )
+            mine, peer = row["delivered_per_web_cpu_s"], other["delivered_per_web_cpu_s"]
+            if mine and peer:
+                line += f"   per web-CPU-second x{mine / peer:.2f}"
+            lines.append(line)
     return "\n".join(lines)
 
 
