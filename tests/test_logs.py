@@ -114,3 +114,9 @@ def test_access_log_lines_lose_the_tokens_in_urls():
         "GET /auth/oauth/github/callback?[redacted] HTTP/1.1"
     )
     assert redact("GET /dashboard HTTP/1.1") == "GET /dashboard HTTP/1.1"
+    # A long-polling session's sid, wherever it stands in the query; the rest is kept.
+    assert redact("POST /socket.io/?EIO=4&transport=polling&sid=iiJWQE8m HTTP/1.1") == (
+        "POST /socket.io/?EIO=4&transport=polling&sid=[redacted] HTTP/1.1"
+    )
+    assert redact("/socket.io/?sid=abc&EIO=4&t=x") == "/socket.io/?sid=[redacted]&EIO=4&t=x"
+    assert redact("GET /api/v1/events?sid=kept HTTP/1.1") == "GET /api/v1/events?sid=kept HTTP/1.1"
