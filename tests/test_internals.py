@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import queue
 import re
+import sys
 from importlib import metadata
 
 import engineio.socket
@@ -19,7 +20,11 @@ from engineio import packet as eio_packet
 
 from pulseboard.config import PROJECT_ROOT
 from pulseboard.stream.backpressure import QueueLimits
-from pulseboard.stream.internals import LibraryInternalsMissing, check_internals
+from pulseboard.stream.internals import (
+    LibraryInternalsMissing,
+    check_internals,
+    forget_server_socket,
+)
 
 BOUNDARY = PROJECT_ROOT / "src" / "pulseboard" / "stream" / "internals.py"
 # Private parts of the libraries; only the boundary module may name them.
@@ -104,3 +109,14 @@ def test_a_queue_of_any_packet_shape_is_measured_without_error(engineio_socket):
     assert limits.is_stuck(engineio_socket) is False
     engineio_socket.queue.put(eio_packet.Packet(eio_packet.MESSAGE, "!"))
     assert limits.is_stuck(engineio_socket) is True
+
+
+def test_the_kept_environ_lets_go_of_the_servers_request_objects():
+    environ = {
+        "gunicorn.socket": object(),
+        "wsgi.early_hints": lambda headers: None,  # gunicorn's: holds its request, response
+        "wsgi.errors": object(),
+        "HTTP_COOKIE": "session=abc",
+    }
+    forget_server_socket(environ)
+    assert environ == {"wsgi.errors": sys.stderr, "HTTP_COOKIE": "session=abc"}

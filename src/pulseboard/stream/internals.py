@@ -2,8 +2,10 @@
 
 Delivery needs more of python-engineio than its public API offers: a socket's
 outgoing queue (to bound it), the server's table of async drivers (to put our
-WebSocket wrapper in), the ping task (to send every socket's pings from one
-greenlet), a packet's encoding cache (to frame one message for many sockets).
+WebSocket wrapper and queue in), the ping task (to send every socket's pings
+from one greenlet), the WebSocket writer task (to run it only while something
+waits to be written), a packet's encoding cache (to frame one message for many
+sockets).
 It also relies on python-socketio's RabbitMQ hooks, gunicorn's socket in the
 WSGI environ, gevent's non-blocking socket and simple-websocket's connection;
 and the embedded bus on how kombu's file-system transport names and reads its
@@ -24,18 +26,21 @@ import importlib
 import inspect
 import os
 import socket as stdlib_socket
+import sys
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Callable
 from importlib import metadata
-from types import MethodType
+from types import CodeType, FunctionType, MethodType
 
+import gevent.queue
 import gevent.socket
 import socketio
 from engineio import packet as eio_packet
 from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
+from engineio.base_socket import BaseSocket
 from engineio.socket import Socket as EngineIOSocket
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem as kombu_filesystem
@@ -48,6 +53,7 @@ QUEUE_METHODS = ("qsize", "empty", "put", "get_nowait", "task_done")
 # The driver table's entries Engine.IO and wire.install() use.
 DRIVER_KEYS = ("websocket", "queue", "queue_empty", "sleep", "thread")
 GUNICORN_SOCKET = "gunicorn.socket"
+GUNICORN_EARLY_HINTS = "wsgi.early_hints"
 
 
 class LibraryInternalsMissing(RuntimeError):
@@ -85,6 +91,42 @@ def discard_queued(eio_socket: EngineIOSocket) -> None:
     queue.put(None)
 
 
+class WakingQueue(gevent.queue.JoinableQueue):
+    """gevent's queue that calls ``waker`` (when set) after each ``put``: the queue of
+    a socket served by ``LeanWebSocket``, whose writer runs only while it holds packets."""
+
+    __slots__ = ("waker",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.waker = None
+
+    def put(self, item, block=True, timeout=None):
+        super().put(item, block, timeout)
+        if self.waker is not None:
+            self.waker()
+
+
+# What ``take_queued`` returns when nothing waits (``None`` is the writer's stop).
+NOTHING_QUEUED = object()
+
+
+def wake_on_put(eio_socket: EngineIOSocket, waker: Callable[[], None]) -> None:
+    """Call ``waker`` after each packet put on the socket's ``WakingQueue``."""
+    eio_socket.queue.waker = waker
+
+
+def take_queued(eio_socket: EngineIOSocket):
+    """The next packet waiting for the socket's writer, taken off its queue (``None``:
+    the stop signal); ``NOTHING_QUEUED`` when the queue is empty."""
+    queue = eio_socket.queue
+    if queue.empty():
+        return NOTHING_QUEUED
+    pkt = queue.get_nowait()
+    queue.task_done()
+    return pkt
+
+
 def is_upgrading(eio_socket: EngineIOSocket) -> bool:
     """Whether the socket is moving from long-polling to WebSocket (sends must queue)."""
     return eio_socket.upgrading
@@ -113,12 +155,41 @@ def websocket_driver(eio_server) -> type:
     return eio_server._async["websocket"]
 
 
-def set_websocket_driver(eio_server, driver: type) -> None:
-    """Use ``driver`` for this server's WebSockets.  Engine.IO shares its driver table
-    between the servers of a process; this server gets a copy of its own."""
+def set_websocket_driver(eio_server, driver: type, queue: type | None = None) -> None:
+    """Use ``driver`` for this server's WebSockets (and ``queue``, when given, for its
+    sockets' outgoing queues).  Engine.IO shares its driver table between the servers
+    of a process; this server gets a copy of its own."""
     drivers = dict(eio_server._async)
     drivers["websocket"] = driver
+    if queue is not None:
+        drivers["queue"] = queue
     eio_server._async = drivers
+
+
+def _nested_code(function, name: str) -> CodeType | None:
+    """The code of the function ``name`` defined inside ``function``; None if it has none."""
+    found = [
+        const
+        for const in inspect.unwrap(function).__code__.co_consts
+        if isinstance(const, CodeType) and const.co_name == name
+    ]
+    return found[0] if len(found) == 1 else None
+
+
+# The writer task ``Socket._websocket_handler`` starts: a closure over ``self`` (the
+# Engine.IO socket) and ``ws`` (the WebSocket wrapper).
+WRITER_CODE = _nested_code(EngineIOSocket._websocket_handler, "writer")
+
+
+def is_writer_task(target) -> bool:
+    """Whether ``target`` is the writer ``Socket._websocket_handler`` starts."""
+    return type(target) is FunctionType and target.__code__ is WRITER_CODE
+
+
+def writer_task_parts(target) -> tuple[EngineIOSocket, object]:
+    """The Engine.IO socket and the WebSocket wrapper a writer task writes for."""
+    cells = dict(zip(target.__code__.co_freevars, target.__closure__, strict=True))
+    return cells["self"].cell_contents, cells["ws"].cell_contents
 
 
 def socket_of_handler(handler) -> EngineIOSocket:
@@ -182,9 +253,13 @@ def gunicorn_socket(environ) -> stdlib_socket.socket | None:
 
 
 def forget_server_socket(environ) -> None:
-    """Drop the server's connection objects from an environ Engine.IO keeps."""
+    """Drop the server's connection objects from an environ Engine.IO keeps: its socket,
+    and gunicorn's early-hints callback and error stream, which hold its request and
+    response objects (with the request's headers and read buffer) for the socket's life."""
     environ.pop(GUNICORN_SOCKET, None)
     environ.pop("eventlet.input", None)
+    environ.pop(GUNICORN_EARLY_HINTS, None)
+    environ["wsgi.errors"] = sys.stderr
 
 
 def nonblocking_socket(sock):
@@ -328,6 +403,17 @@ def probes() -> list[tuple[str, str, Callable[[], object]]]:
         ),
         (
             engineio_lib,
+            "Socket._websocket_handler's writer (over self and ws, polled, joined)",
+            _writer_task_parts,
+        ),
+        (
+            engineio_lib,
+            "Socket.queue, made by Server.create_queue from the driver table",
+            lambda: _calls(BaseSocket.__init__, "create_queue")
+            and _calls(server.eio.create_queue, "_async"),
+        ),
+        (
+            engineio_lib,
             "Socket._websocket_handler, the handler Socket._upgrade_websocket gives the driver",
             lambda: callable(EngineIOSocket._websocket_handler)
             and _calls(EngineIOSocket._upgrade_websocket, "_websocket_handler"),
@@ -359,6 +445,7 @@ def probes() -> list[tuple[str, str, Callable[[], object]]]:
             and _calls(socketio.KombuManager.__init__, "publisher_connection", "producer_options"),
         ),
         ("gunicorn", f"environ[{GUNICORN_SOCKET!r}]", _gunicorn_sets_socket),
+        ("gunicorn", f"environ[{GUNICORN_EARLY_HINTS!r}]", _gunicorn_sets_early_hints),
         ("gevent", "gevent.socket.socket._sock", _gevent_socket_has_raw),
         ("simple-websocket", "Server.connected and Server.sock", _simple_websocket_parts),
         (
@@ -372,6 +459,22 @@ def probes() -> list[tuple[str, str, Callable[[], object]]]:
             (engineio_lib, f"the {mode} driver's queue", lambda mode=mode: _queue_type(mode))
         )
     return found
+
+
+def _writer_task_parts() -> bool:
+    handler = EngineIOSocket._websocket_handler
+    return (
+        WRITER_CODE is not None
+        and set(WRITER_CODE.co_freevars) == {"self", "ws"}
+        and {"poll", "send", "encode", "close"} <= set(WRITER_CODE.co_names)
+        and _calls(handler, "start_background_task", "join")
+    )
+
+
+def _gunicorn_sets_early_hints() -> bool:
+    from gunicorn.http import wsgi
+
+    return GUNICORN_EARLY_HINTS in _constants(wsgi.create.__code__.co_consts)
 
 
 def _drivers(server) -> bool:

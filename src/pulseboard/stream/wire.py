@@ -18,8 +18,9 @@ server holding thousands of sockets should not:
   handshake itself, lets the request end, and serves the connection from a
   fresh, shallow greenlet on its own descriptor, reading frames with
   wsproto's frame parser alone; ``Pinger`` sends every socket's pings from one
-  greenlet.  An idle connection is then two small greenlets (this one and
-  Engine.IO's writer) and a few objects.
+  greenlet, and Engine.IO's writer is an ``IdleWriter``, a greenlet only while
+  packets wait in the queue.  An idle connection is then one small greenlet
+  and a few objects.
 
 Anything that is not gunicorn's gevent worker, or that asks for compression
 (which ``LeanWebSocket`` does not speak), keeps the stock path, framed.
@@ -39,12 +40,15 @@ from collections import deque
 from engineio import packet as eio_packet
 from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode, ParseFailed
 
+from .idle_writer import IdleWriter
 from .internals import (
+    WakingQueue,
     cache_encoded,
     forget_server_socket,
     gunicorn_socket,
     has_simple_websocket,
     is_ping_task,
+    is_writer_task,
     nonblocking_socket,
     queue_is_empty,
     send_frame,
@@ -52,6 +56,7 @@ from .internals import (
     set_websocket_driver,
     socket_of_handler,
     websocket_driver,
+    writer_task_parts,
 )
 
 # RFC 6455 1.3: the GUID appended to the client's key for Sec-WebSocket-Accept.
@@ -146,6 +151,18 @@ class LeanWebSocket:
     """
 
     fallback: type  # set by install()
+    # Thousands live at once: no instance dict each.
+    __slots__ = (
+        "app",
+        "connected",
+        "parts",
+        "protocol",
+        "raw",
+        "server",
+        "size",
+        "sock",
+        "writing",
+    )
 
     def __init__(self, handler, server):
         self.app = handler
@@ -315,9 +332,14 @@ class Pinger:
         self._start_task = eio_server.start_background_task
 
     def start_background_task(self, target, *args, **kwargs):
-        """The server's own, except that a socket's ping task joins the queue."""
+        """The server's own, except that a socket's ping task joins the queue, and the
+        writer of a ``LeanWebSocket`` is an ``IdleWriter``."""
         if not args and is_ping_task(target):
             return self.schedule(target.__self__)
+        if not args and is_writer_task(target):
+            eio_socket, websocket = writer_task_parts(target)
+            if isinstance(websocket, LeanWebSocket):
+                return IdleWriter(eio_socket, websocket, self._start_task)
         return self._start_task(target, *args, **kwargs)
 
     def schedule(self, socket) -> None:
@@ -342,15 +364,14 @@ class Pinger:
 
 def install(eio_server, compression: bool = False) -> None:
     """Framed sends on this Engine.IO server; under gevent without compression, also
-    ``LeanWebSocket`` and ``Pinger``.
+    ``LeanWebSocket``, ``Pinger`` and ``IdleWriter``.
 
     Engine.IO keeps its driver table per process; this server gets a copy.
     """
     framed = framed_websocket(websocket_driver(eio_server), compression)
     if eio_server.async_mode == "gevent" and not compression:
-        set_websocket_driver(
-            eio_server, type("LeanWebSocket", (LeanWebSocket,), {"fallback": framed})
-        )
+        lean = type("LeanWebSocket", (LeanWebSocket,), {"fallback": framed, "__slots__": ()})
+        set_websocket_driver(eio_server, lean, queue=WakingQueue)
         eio_server.start_background_task = Pinger(eio_server).start_background_task
     else:
         set_websocket_driver(eio_server, framed)
