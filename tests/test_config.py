@@ -73,6 +73,9 @@ def test_production_refuses_a_short_secret_key():
         ("DATABASE_URL", "mysql+pymysql://root@localhost"),
         ("BROKER_URL", "redis://localhost"),
         ("BROKER_URL", "filesystem://relative/bus"),
+        ("BROKER_URL", "amqp://u:p@rmq1:5672/v;memory://"),
+        ("BROKER_URL", "amqp://u:p@rmq1:5672/v;"),
+        ("EVENT_DELIVERY_LIMIT", "0"),
         ("BRAND_PRIMARY_COLOR", "blue"),
         ("BRAND_PRIMARY_COLOR", "#12345"),
         ("APP_SLUG", "Bad Slug"),
@@ -90,6 +93,33 @@ def test_invalid_setting_stops_start_up_naming_the_variable(variable, value):
     with pytest.raises(ConfigError) as error:
         create_app({"APP_ENV": "test", variable: value})
     assert str(error.value).startswith(variable)
+
+
+CLUSTER = "amqp://u:secret@rmq1:5672/v; amqp://u:secret@rmq2:5672/v;amqp://u:secret@rmq3:5672/v"
+
+
+def test_a_cluster_in_broker_url_makes_the_queues_quorum_queues_by_default():
+    config = load_config({**PRODUCTION, "BROKER_URL": CLUSTER})
+    assert config["BROKER_URL"].split(";")[1] == "amqp://u:secret@rmq2:5672/v"
+    assert config["EVENT_QUEUE_TYPE"] == "quorum"
+    assert config["EVENT_DELIVERY_LIMIT"] == 20
+    assert load_config(PRODUCTION)["EVENT_QUEUE_TYPE"] == "classic"
+    kept = load_config({**PRODUCTION, "BROKER_URL": CLUSTER, "EVENT_QUEUE_TYPE": "classic"})
+    assert kept["EVENT_QUEUE_TYPE"] == "classic"
+
+
+def test_a_refused_broker_url_never_shows_a_password():
+    with pytest.raises(ConfigError) as error:
+        load_config({**PRODUCTION, "BROKER_URL": "amqp://u:secret@rmq1/v;redis://u:secret@rmq2"})
+    assert "secret" not in str(error.value) and "redis://u:**@rmq2" in str(error.value)
+
+
+def test_the_broker_is_described_with_every_node_and_no_password():
+    from pulseboard.events.bus import describe
+
+    assert describe(load_config({**PRODUCTION, "BROKER_URL": CLUSTER})["BROKER_URL"]) == (
+        "amqp://u:**@rmq1:5672/v;amqp://u:**@rmq2:5672/v;amqp://u:**@rmq3:5672/v"
+    )
 
 
 def test_start_up_failure_reaches_the_operator_as_one_clear_line(tmp_path):

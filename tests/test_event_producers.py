@@ -10,11 +10,14 @@ import pytest
 import requests
 
 from pulseboard.config import load_config
+from pulseboard.events import bus
+from pulseboard.events.confirms import PublisherTransport
 from pulseboard.events.demo import HostMetrics, run_demo
 from pulseboard.events.envelope import InvalidEnvelope, parse
 from pulseboard.events.producer import Producer
 from pulseboard.events.topology import Topology
 
+from .conftest import closed_port
 from .pipeline import EventLog, declared_topology, drain_queue, wait_for
 from .servers import VENV_BIN, base_env, gunicorn, run_cli
 
@@ -55,6 +58,26 @@ def test_cli_publish_puts_a_valid_event_on_the_exchange(rabbitmq_url, topology, 
     assert envelope.payload == {"price": 101.5} and envelope.key == "ACME"
     assert message.delivery_info["routing_key"] == "market.ticks"
     assert message.properties["delivery_mode"] == 2
+
+
+def test_a_producer_publishes_through_the_first_node_of_a_cluster_that_answers(
+    rabbitmq_url, topology
+):
+    down = f"amqp://guest:guest@127.0.0.1:{closed_port()}//"
+    producer = Producer(f"{down};{rabbitmq_url}", topology)
+    try:
+        event_id = producer.publish("market.ticks", "tick", {"price": 1})
+    finally:
+        producer.close()
+    [message] = drain(rabbitmq_url, topology)
+    assert message.properties["message_id"] == event_id
+
+
+def test_failing_over_keeps_the_pipelined_publishers_transport(rabbitmq_url):
+    url = f"amqp://guest:guest@127.0.0.1:{closed_port()}//;{rabbitmq_url}"
+    with bus.connect(url, transport=PublisherTransport) as connection:
+        connection.ensure_connection(max_retries=bus.retries_for_each_node(url))
+        assert isinstance(connection.transport, PublisherTransport)
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,15 @@ def test_readyz_is_ready_with_the_real_database_and_broker(make_app, mysql_url, 
     assert body["checks"]["broker"]["transport"] == "amqp"
 
 
+def test_readyz_is_ready_when_one_node_of_a_cluster_answers(make_app, mysql_url, rabbitmq_url):
+    down = f"amqp://guest:secret@127.0.0.1:{closed_port()}//"
+    app = make_app(DATABASE_URL=mysql_url, BROKER_URL=f"{down};{down};{rabbitmq_url}")
+    response = app.test_client().get("/readyz")
+    broker = response.get_json()["checks"]["broker"]
+    assert response.status_code == 200, broker
+    assert broker["node"] == rabbitmq_url.replace(":guest@", ":**@")  # the one that answered
+
+
 def test_readyz_is_503_when_the_database_is_down(make_app, rabbitmq_url):
     port = closed_port()
     app = make_app(

@@ -195,7 +195,10 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "BROKER_URL": broker_url,
         "BROKER_CHECK_TIMEOUT": read.float("BROKER_CHECK_TIMEOUT", 2.0, minimum=0.1),
         "SOCKETIO_CHANNEL": f"{slug}.socketio",
-        "EVENT_QUEUE_TYPE": read.choice("EVENT_QUEUE_TYPE", ("classic", "quorum"), "classic"),
+        "EVENT_QUEUE_TYPE": _queue_type(read, broker_url),
+        # Quorum queues only: deliveries of one message (the first and every redelivery
+        # after the consumer failed holding it) before it is dead-lettered, not retried.
+        "EVENT_DELIVERY_LIMIT": read.int("EVENT_DELIVERY_LIMIT", 20, minimum=1, maximum=1_000_000),
         "EVENT_SINGLE_ACTIVE_CONSUMER": read.bool("EVENT_SINGLE_ACTIVE_CONSUMER", False),
         "EVENT_MAX_BYTES": read.int("EVENT_MAX_BYTES", 64 * 1024, minimum=1024),
         # Nesting of a payload's objects and arrays: every JSON encoder on the way
@@ -394,13 +397,24 @@ def _broker_url(read: _Reader, app_env: str) -> str:
     if url is None:
         if app_env == "production":
             raise ConfigError(
-                "BROKER_URL is not set. Use amqp://USER:PASSWORD@HOST:5672/VHOST "
-                "(or filesystem:// for a single-host install with no RabbitMQ)"
+                "BROKER_URL is not set. Use amqp://USER:PASSWORD@HOST:5672/VHOST (a cluster: "
+                "its nodes' URLs separated by ';'), or filesystem:// for a single-host install "
+                "with no RabbitMQ"
             )
         return "memory://"
+    nodes = url.split(";")
+    if len(nodes) > 1:
+        for node in nodes:
+            if not re.match(r"^(amqps?|pyamqp)://\S", node.strip()):
+                raise ConfigError(
+                    "BROKER_URL names several nodes, separated by ';': each must be "
+                    f"amqp://USER:PASSWORD@HOST:5672/VHOST, not {_masked(node)!r}"
+                )
+        return ";".join(node.strip() for node in nodes)
     if not re.match(r"^(amqps?|pyamqp|memory|filesystem)://", url):
         raise ConfigError(
-            f"BROKER_URL must start with amqp://, amqps://, filesystem:// or memory://, not {url!r}"
+            "BROKER_URL must start with amqp://, amqps://, filesystem:// or memory://, "
+            f"not {_masked(url)!r}"
         )
     if url.startswith("filesystem://") and not re.match(r"^filesystem://(/.*)?$", url):
         raise ConfigError(
@@ -408,6 +422,18 @@ def _broker_url(read: _Reader, app_env: str) -> str:
             f"or none (the instance folder's bus/), not {url!r}"
         )
     return url
+
+
+def _masked(url: str) -> str:
+    """``url`` with the password of ``USER:PASSWORD@`` replaced by ``**``."""
+    return re.sub(r"^([^:/]+://[^:@/]*:)[^@/]*@", r"\1**@", url.strip())
+
+
+def _queue_type(read: _Reader, broker_url: str) -> str:
+    """Quorum queues by default on a cluster (several nodes in BROKER_URL): a classic
+    queue lives on one node and is gone while that node is."""
+    default = "quorum" if ";" in broker_url else "classic"
+    return read.choice("EVENT_QUEUE_TYPE", ("classic", "quorum"), default)
 
 
 def _mail_config(read: _Reader, app_env: str) -> dict:

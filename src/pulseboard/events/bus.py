@@ -3,7 +3,9 @@
 ``BROKER_URL`` picks one of three kombu transports:
 
 * ``amqp://…`` RabbitMQ. Producers, the consumer service and web instances
-  anywhere; publisher confirms; what production runs.
+  anywhere; publisher confirms; what production runs.  A cluster is named
+  node by node, ``amqp://U:P@h1:5672/V;amqp://U:P@h2:5672/V``: a connection
+  that cannot reach one node tries the next (kombu's failover).
 * ``filesystem://`` embedded, one host (``make dev``'s default). Messages are
   files in a folder (``filesystem:///ABSOLUTE/FOLDER``, or the instance folder's
   ``bus/`` when the URL names none), so a producer in another process (the
@@ -17,6 +19,7 @@ and events in flight are lost if that process dies.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -48,17 +51,66 @@ def folder(url: str) -> Path:
     return Path(path) if path not in ("", "/") else DEFAULT_FOLDER
 
 
+def nodes(url: str) -> list[str]:
+    """The broker nodes ``url`` names: one, or a cluster's, separated by ``;``."""
+    return [node.strip() for node in url.split(";") if node.strip()]
+
+
 def describe(url: str) -> str:
-    """Where the bus is, for logs and pages; a password is masked."""
+    """Where the bus is, for logs and pages; every node's password is masked."""
     if is_in_process(url):
         return "the in-process bus"
     if url.startswith(FOLDER):
         return f"the embedded bus in {folder(url)}"
-    return Connection(url).as_uri()
+    return ";".join(Connection(node).as_uri() for node in nodes(url))
+
+
+def retries_for_each_node(url: str) -> int:
+    """``max_retries`` for ``ensure_connection`` that tries every node once (a
+    single node twice): kombu moves to the next node after each failed attempt."""
+    return max(1, len(nodes(url)) - 1)
+
+
+# Per broker URL, the node this process last failed over to: new connections
+# start there, so a node that is down costs one failed attempt, not one per
+# connection (a host that does not answer costs a whole connect timeout).
+_first_node: dict[str, str] = {}
+_first_node_lock = threading.Lock()
+
+
+class FailoverConnection(Connection):
+    """kombu's connection over a cluster's nodes, for ``connect()``.
+
+    On failing over it remembers the node it moves to (see ``_first_node``)
+    and keeps the transport class it was given: kombu's ``switch()`` takes the
+    next node's transport from its URL scheme, which would drop a producer's
+    ``PublisherTransport`` on the first failover."""
+
+    def __init__(self, url: str, **kwargs):
+        self.broker_url = url
+        self.transport_class = kwargs.get("transport")
+        super().__init__(_starting_at_last_good(url), **kwargs)
+
+    def switch(self, conn_str):
+        super().switch(conn_str)
+        if self.transport_class is not None:
+            self.transport_cls = self.transport_class
+        with _first_node_lock:
+            _first_node[self.broker_url] = conn_str
+
+
+def _starting_at_last_good(url: str) -> list[str]:
+    listed = nodes(url)
+    with _first_node_lock:
+        first = _first_node.get(url)
+    start = listed.index(first) if first in listed else 0
+    return listed[start:] + listed[:start]
 
 
 def connect(url: str, transport_options: dict | None = None, **kwargs) -> Connection:
     """A kombu connection to the bus ``url`` names (not yet connected)."""
+    if len(nodes(url)) > 1:
+        return FailoverConnection(url, transport_options=transport_options, **kwargs)
     options = dict(transport_options or {})
     for scheme, interval in POLLING_INTERVAL.items():
         if url.startswith(scheme):

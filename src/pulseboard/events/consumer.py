@@ -151,7 +151,8 @@ class EventConsumer:
             connect_timeout=5,
             transport_options={"confirm_publish": True},
         ) as connection:
-            connection.ensure_connection(max_retries=1)
+            # A cluster: every node once, then the backoff below before the next round.
+            connection.ensure_connection(max_retries=bus.retries_for_each_node(self.broker_url))
             channel = connection.channel()
             self.topology.declare(channel)
             dead_letters = Producer(connection.channel())
@@ -162,7 +163,11 @@ class EventConsumer:
                 prefetch_count=self.prefetch,
             )
             with consumer:
-                log.info("connected; consuming with prefetch %d", self.prefetch)
+                log.info(
+                    "connected; consuming with prefetch %d from %s",
+                    self.prefetch,
+                    connection.as_uri(),  # the node, on a cluster; password masked
+                )
                 self._consume(connection, dead_letters)
 
     def _consume(self, connection: Connection, dead_letters: Producer) -> None:

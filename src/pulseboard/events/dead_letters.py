@@ -32,7 +32,23 @@ SHOWN = 20
 SEARCHED = 1000
 PREVIEW_CHARS = 300
 # Headers that describe the refusal, not the event: dropped when requeued.
-REFUSAL_HEADERS = (REASON_HEADER, "x-death", "x-first-death-exchange", "x-first-death-queue")
+REFUSAL_HEADERS = (
+    REASON_HEADER,
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-delivery-count",
+)
+# Why RabbitMQ itself dead-lettered a message (x-first-death-reason), when the
+# consumer did not say why.
+BROKER_REASONS = {
+    "delivery_limit": "the delivery limit was reached: delivered more than "
+    "EVENT_DELIVERY_LIMIT times and never acknowledged (the consumer failed holding it)",
+    "rejected": "rejected by a consumer",
+    "expired": "expired in the queue",
+    "maxlen": "dropped from a full queue",
+}
 
 
 @dataclass(frozen=True)
@@ -63,7 +79,7 @@ def _connect(broker_url: str, timeout: float) -> Connection:
         connect_timeout=timeout,
         transport_options={"confirm_publish": True, "max_retries": 0},
     )
-    connection.ensure_connection(max_retries=1, timeout=timeout)
+    connection.ensure_connection(max_retries=bus.retries_for_each_node(broker_url), timeout=timeout)
     return connection
 
 
@@ -180,10 +196,17 @@ def _describe(message) -> DeadLetter:
         fingerprint=fingerprint_of(message),
         message_id=(message.properties or {}).get("message_id"),
         routing_key=message.delivery_info.get("routing_key", ""),
-        reason=str((message.headers or {}).get(REASON_HEADER, "no reason recorded")),
+        reason=_reason(message.headers or {}),
         preview=body[:PREVIEW_CHARS].decode("utf-8", errors="replace"),
         size=len(body),
     )
+
+
+def _reason(headers: dict) -> str:
+    if REASON_HEADER in headers:
+        return str(headers[REASON_HEADER])
+    broker_reason = str(headers.get("x-first-death-reason", ""))
+    return BROKER_REASONS.get(broker_reason, broker_reason or "no reason recorded")
 
 
 def _body_bytes(message) -> bytes:

@@ -195,9 +195,8 @@ class Producer:
     def _ensure_channel(self):
         if self._channel is None:
             # No confirm_publish option: a publish does not wait; the tracker collects confirms.
-            options = (
-                {"transport": PublisherTransport} if self.broker_url.startswith("amqp://") else {}
-            )
+            plain_amqp = all(node.startswith("amqp://") for node in bus.nodes(self.broker_url))
+            options = {"transport": PublisherTransport} if plain_amqp else {}
             connection = bus.connect(self.broker_url, connect_timeout=5, **options)
             try:
                 connection.ensure_connection(max_retries=self.max_retries)

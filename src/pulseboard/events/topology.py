@@ -6,7 +6,13 @@
     <slug>.socketio     Socket.IO's fanout channel between the consumer and the web
 
 The consumer queue can be a quorum queue and can have a single active
-consumer, for operators running a RabbitMQ cluster; the defaults suit one node.
+consumer, for operators running a RabbitMQ cluster (quorum is the default when
+BROKER_URL names several nodes).  A quorum stream queue has a delivery limit:
+a message delivered that many times without being acknowledged (the consumer
+failed while holding it, again and again) goes to the dead-letter queue instead
+of blocking the stream for ever.  The dead-letter queue is declared without
+one: nothing consumes it, and a limit there would drop what is kept for an
+operator (RabbitMQ 4 gives every quorum queue 20 by default: docs/OPERATIONS.md).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ class Topology:
     slug: str
     quorum: bool = False
     single_active_consumer: bool = False
+    delivery_limit: int = 20  # quorum queues only
 
     @classmethod
     def from_config(cls, config) -> Topology:
@@ -31,6 +38,7 @@ class Topology:
             slug=config["APP_SLUG"],
             quorum=config["EVENT_QUEUE_TYPE"] == "quorum",
             single_active_consumer=config["EVENT_SINGLE_ACTIVE_CONSUMER"],
+            delivery_limit=config["EVENT_DELIVERY_LIMIT"],
         )
 
     @property
@@ -46,6 +54,7 @@ class Topology:
         arguments = {"x-dead-letter-exchange": self.dead_letter_exchange.name}
         if self.quorum:
             arguments["x-queue-type"] = "quorum"
+            arguments["x-delivery-limit"] = self.delivery_limit
         if self.single_active_consumer:
             arguments["x-single-active-consumer"] = True
         return Queue(

@@ -79,5 +79,6 @@ def _check_database(app) -> dict:
 def _check_broker(app, timeout: float) -> dict:
     url = app.config["BROKER_URL"]
     with bus.connect(url, connect_timeout=timeout, transport_options={"max_retries": 0}) as conn:
-        conn.ensure_connection(max_retries=1, timeout=timeout)
-        return {"transport": conn.transport_cls}
+        conn.ensure_connection(max_retries=bus.retries_for_each_node(url), timeout=timeout)
+        # Which node answered (password masked): on a cluster, any one is enough.
+        return {"transport": conn.transport_cls, "node": conn.as_uri()}
