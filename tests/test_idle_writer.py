@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import engineio
 import engineio.socket
+import gevent
+import gevent.queue
 import pytest
 from engineio import packet as eio_packet
 
@@ -136,3 +138,33 @@ class ClosedWebSocket:
 
     def close(self) -> None:
         pass
+
+
+def test_the_queue_is_a_deque_until_someone_waits():
+    queue = WakingQueue()
+    queue.put("a")
+    assert (queue.qsize(), queue.get_nowait(), queue.empty()) == (1, "a", True)
+    with pytest.raises(gevent.queue.Empty):
+        queue.get_nowait()
+
+
+def test_a_waiting_get_takes_the_next_packet_or_times_out():
+    queue = WakingQueue()
+    gevent.spawn_later(0.01, queue.put, "late")
+    assert queue.get(timeout=1) == "late"
+    with pytest.raises(gevent.queue.Empty):
+        queue.get(timeout=0.01)
+
+
+def test_join_returns_once_every_packet_taken_is_done():
+    queue = WakingQueue()
+    queue.put("a")
+    queue.put(None)
+
+    def take_all():
+        while not queue.empty():
+            queue.get_nowait()
+            queue.task_done()
+
+    gevent.spawn_later(0.01, take_all)
+    assert queue.join(timeout=1) is True and queue.unfinished_tasks == 0
