@@ -123,3 +123,18 @@ def test_pruning_by_age_removes_old_events_only(session):
     assert store.prune(session, max_age=timedelta(days=7), max_count=None) == 2
     assert store.prune(session, max_age=timedelta(days=7), max_count=None) == 0
     assert session.scalar(select(db.func.count(Event.seq))) == 4
+
+
+def test_pruning_deletes_the_oldest_in_slices_and_keeps_newer_events(session, monkeypatch):
+    monkeypatch.setattr(store, "PRUNE_SLICE", 3)
+    store.store_batch(session, envelopes(10))
+    session.commit()
+    old = utcnow() - timedelta(days=8)
+    too_old = [f"e{n}" for n in range(7)]
+    session.execute(update(Event).where(Event.event_id.in_(too_old)).values(stored_at=old))
+    session.commit()
+    # Each slice is its own transaction: the consumer can stop between two.
+    assert list(store.prune_slices(session, max_age=timedelta(days=7), max_count=None)) == [3, 3, 1]
+    remaining = session.scalars(select(Event.event_id).order_by(Event.seq)).all()
+    assert remaining == ["e7", "e8", "e9"]
+

@@ -41,6 +41,10 @@ log = logging.getLogger("pulseboard.consumer")
 IDLE_POLL = 1.0
 # Between messages of one batch: "is another one already here?"
 NEXT_POLL = 0.002
+# Retention prunes between batches, in this thread: after this long (and the slice
+# under way) it goes back to the queue and prunes on at the next idle poll, so a
+# backlog of millions of old events never holds up new ones for more than a moment.
+PRUNE_TURN_SECONDS = 0.5
 
 
 class StopWhileDown(Exception):
@@ -292,9 +296,14 @@ class EventConsumer:
             return
         self._next_prune = now + self.prune_interval
         max_age, max_count = self.retention
+        deleted = 0
         try:
             with self.app.app_context():
-                deleted = store.prune(db.session, max_age, max_count)
+                for count in store.prune_slices(db.session, max_age, max_count):
+                    deleted += count
+                    if time.monotonic() - now > PRUNE_TURN_SECONDS:
+                        self._next_prune = time.monotonic()  # more to do: on when idle again
+                        break
         except Exception as error:
             self._reset_database_session()
             if not database_down(error):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -194,12 +194,22 @@ def events_stored_before(
     return with_prev(session, readable(settled))
 
 
-# Deleting in slices keeps each transaction (and MySQL's undo log) small.
+# Deleting in slices keeps each transaction (and MySQL's undo log) small, and lets
+# the consumer go back to its queue between them (see ``prune_slices``).
 PRUNE_SLICE = 10_000
 
 
 def prune(session: Session, max_age: timedelta | None, max_count: int | None) -> int:
     """Delete events stored longer ago than ``max_age`` and beyond the newest ``max_count``."""
+    return sum(prune_slices(session, max_age, max_count))
+
+
+def prune_slices(
+    session: Session, max_age: timedelta | None, max_count: int | None
+) -> Iterator[int]:
+    """Prune as ``prune`` does, one committed slice of at most ``PRUNE_SLICE`` oldest
+    events (a primary-key range) at a time, yielding how many each deleted.  A caller
+    may stop between two slices and leave the rest for later."""
     cutoffs = []
     if max_age is not None:
         too_old = select(func.max(Event.seq)).where(Event.stored_at < utcnow() - max_age)
@@ -208,15 +218,14 @@ def prune(session: Session, max_age: timedelta | None, max_count: int | None) ->
         beyond = select(Event.seq).order_by(Event.seq.desc()).offset(max_count).limit(1)
         cutoffs.append(session.scalar(beyond))
     cutoff = max((c for c in cutoffs if c is not None), default=None)
-    deleted = 0
     oldest = session.scalar(select(func.min(Event.seq)))
+    session.commit()
     while cutoff is not None and oldest is not None and oldest <= cutoff:
         upper = min(oldest + PRUNE_SLICE - 1, cutoff)
-        deleted += session.execute(delete(Event).where(Event.seq <= upper)).rowcount or 0
+        deleted = session.execute(delete(Event).where(Event.seq <= upper)).rowcount or 0
         session.commit()
         oldest = upper + 1
-    session.commit()
-    return deleted
+        yield deleted
 
 
 def readable(rows: Iterable[Event]) -> list[StoredEvent]:
