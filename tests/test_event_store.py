@@ -138,3 +138,15 @@ def test_pruning_deletes_the_oldest_in_slices_and_keeps_newer_events(session, mo
     remaining = session.scalars(select(Event.event_id).order_by(Event.seq)).all()
     assert remaining == ["e7", "e8", "e9"]
 
+
+def test_events_since_on_several_topics_takes_the_oldest_of_all_of_them(session):
+    store.store_batch(session, envelopes(6, "market.ticks", "t"))
+    store.store_batch(session, envelopes(2, "system.alerts", "a"))
+    store.store_batch(session, envelopes(3, "market.ticks", "u"))
+    session.commit()
+    page = store.events_since(session, 0, ["system.alerts", "market.ticks", "sys.none"], limit=7)
+    ids = [event.id for event in page.events]
+    assert ids == ["t0", "t1", "t2", "t3", "t4", "t5", "a0"]
+    rest = store.events_since(session, page.events[-1].seq, ["market.ticks", "system.alerts"])
+    assert [event.id for event in rest.events] == ["a1", "u0", "u1", "u2"]
+    assert [event.prev for event in rest.events][:2] == [page.events[-1].seq, page.events[5].seq]

@@ -24,7 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..stream.state import TopicFilter
-from .store import StoredEvent, events_table, latest_seq_on, readable, with_prev
+from .store import StoredEvent, events_table, latest_seq_on, on_index, readable, with_prev
 
 # With a filter on type or time, a walk reads at most this many index entries per
 # request: a filter that matches little must not read a topic's whole history at
@@ -150,12 +150,6 @@ def _conditions(query: HistoryQuery, by_key: bool) -> list:
     return conditions
 
 
-def _on_index(statement, index: str):
-    for dialect in ("mysql", "mariadb"):
-        statement = statement.with_hint(events_table, f"FORCE INDEX ({index})", dialect)
-    return statement
-
-
 def seq_window(
     session: Session, topic: str, since: datetime | None, until: datetime | None
 ) -> tuple[int, int] | None:
@@ -170,7 +164,7 @@ def seq_window(
     if until is not None:
         conditions.append(column.timestamp < until)
     found = select(func.min(column.seq), func.max(column.seq)).where(*conditions)
-    lowest, highest = session.execute(_on_index(found, "ix_events_topic_timestamp")).one()
+    lowest, highest = session.execute(on_index(found, "ix_events_topic_timestamp")).one()
     return None if lowest is None else (lowest, highest)
 
 
@@ -212,11 +206,11 @@ def scan_seqs(
     stop = None
     if conditions:
         last_read = select(column.seq).where(*walk).order_by(order).offset(budget - 1).limit(1)
-        stop = session.scalar(_on_index(last_read, index))
+        stop = session.scalar(on_index(last_read, index))
         if stop is not None:
             walk.append(column.seq >= stop if descending else column.seq <= stop)
     found = select(column.seq).where(*walk, *conditions).order_by(order).limit(limit + 1)
-    seqs = list(session.scalars(_on_index(found, index)))
+    seqs = list(session.scalars(on_index(found, index)))
     return Scan(seqs, seqs[-1] if len(seqs) > limit else stop)
 
 
