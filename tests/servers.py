@@ -213,47 +213,88 @@ class PrivateMariaDB:
             self.process = None
 
 
-@contextlib.contextmanager
-def private_rabbitmq():
-    """A RabbitMQ node of its own; yields (amqp URL, node name).
+class RabbitNode:
+    """A RabbitMQ node of its own on free loopback ports, in a folder of its own.
 
     Debian's rabbitmq-server runs the node as the rabbitmq user (with that user's
-    Erlang cookie, which rabbitmqctl uses too), so its folder is that user's, and
-    its own config file replaces the system's fixed listener."""
-    if shutil.which("rabbitmq-server") is None:
-        raise RuntimeError("rabbitmq-server is not installed (required)")
-    port, dist_port = free_port(), free_port()
-    node = f"pbt{secrets.token_hex(3)}@localhost"
-    directory = Path(tempfile.mkdtemp(prefix="pulseboard-rabbitmq-"))
-    (directory / "mnesia").mkdir()
-    (directory / "log").mkdir()
-    (directory / "plugins").write_text("[].\n")
-    (directory / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{port}\n")
-    directory.chmod(0o755)
-    subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(directory)], check=True)
-    env = {
-        **os.environ,
-        "RABBITMQ_NODENAME": node,
-        "RABBITMQ_NODE_PORT": str(port),
-        "RABBITMQ_DIST_PORT": str(dist_port),
-        "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
-        "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(directory / "log"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "plugins"),
-    }
-    subprocess.run(["rabbitmq-server", "-detached"], env=env, check=True, timeout=60)
-    try:
+    Erlang cookie, which rabbitmqctl uses too, so nodes started here can join each
+    other), so its folder is that user's, in the system's temporary folder (a
+    test's own is closed to other users), and its own config file replaces the
+    system's fixed listener."""
+
+    def __init__(self, name: str | None = None):
+        if shutil.which("rabbitmq-server") is None:
+            raise RuntimeError("rabbitmq-server is not installed (required)")
+        self.port, self.dist_port = free_port(), free_port()
+        self.node = f"{name or 'pbt' + secrets.token_hex(3)}@localhost"
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
+        self.directory = Path(tempfile.mkdtemp(prefix="pulseboard-rabbitmq-"))
+
+    def start(self) -> None:
+        """Launch the node; ``wait_started()`` waits for it to boot."""
+        directory = self.directory
+        (directory / "mnesia").mkdir()
+        (directory / "log").mkdir()
+        (directory / "plugins").write_text("[].\n")
+        (directory / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        directory.chmod(0o755)
+        subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(directory)], check=True)
+        env = {
+            **os.environ,
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_CONFIG_FILE": str(directory / "rabbitmq.conf"),
+            "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(directory / "log"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "plugins"),
+            "RABBITMQ_PID_FILE": str(directory / "node.pid"),
+        }
+        subprocess.run(["rabbitmq-server", "-detached"], env=env, check=True, timeout=60)
+
+    def wait_started(self, timeout: float = 60) -> None:
         # The detached node takes a moment to be reachable at all; then it boots.
-        deadline = time.monotonic() + 60
-        while not _answers(node):
+        deadline = time.monotonic() + timeout
+        while not _answers(self.node):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"RabbitMQ node {node} did not start within 60 s")
+                raise RuntimeError(f"RabbitMQ node {self.node} did not start within {timeout} s")
             time.sleep(0.5)
-        yield f"amqp://guest:guest@127.0.0.1:{port}//", node
-    finally:
+
+    def stop(self) -> None:
+        """Stop the node and wait for its Erlang VM to exit; killed if it does not in time."""
         with contextlib.suppress(subprocess.SubprocessError):
-            rabbitmqctl(node, "stop", timeout=60)
-        shutil.rmtree(directory, ignore_errors=True)
+            rabbitmqctl(self.node, "stop", timeout=60)
+        deadline = time.monotonic() + 20  # the VM exits a moment after rabbitmqctl returns
+        while (pid := self._running_pid()) is not None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+    def _running_pid(self) -> int | None:
+        """The node's Erlang VM if it still runs (its pid file may outlive it)."""
+        try:
+            pid = int((self.directory / "node.pid").read_text().strip())
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+        except (OSError, ValueError):
+            return None
+        return pid if f"RABBITMQ_NODENAME={self.node}".encode() in environ.split(b"\0") else None
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_rabbitmq():
+    """A RabbitMQ node of its own, stopped and removed after; yields (amqp URL, node name)."""
+    node = RabbitNode()
+    try:
+        node.start()
+        node.wait_started()
+        yield node.url, node.node
+    finally:
+        node.remove()
 
 
 def _answers(node: str) -> bool:
@@ -264,7 +305,12 @@ def _answers(node: str) -> bool:
     return True
 
 
-def rabbitmqctl(node: str, *args: str, timeout: float = 60) -> None:
-    subprocess.run(
-        ["rabbitmqctl", "-q", "-n", node, *args], check=True, timeout=timeout, capture_output=True
-    )
+def rabbitmqctl(node: str, *args: str, timeout: float = 60) -> str:
+    """Run ``rabbitmqctl -q -n NODE ARGS``; its output."""
+    return subprocess.run(
+        ["rabbitmqctl", "-q", "-n", node, *args],
+        check=True,
+        timeout=timeout,
+        capture_output=True,
+        text=True,
+    ).stdout
