@@ -8,9 +8,9 @@
 The consumer queue can be a quorum queue and can have a single active
 consumer, for operators running a RabbitMQ cluster (quorum is the default when
 BROKER_URL names several nodes).  A quorum stream queue has a delivery limit:
-a message delivered that many times without being acknowledged (the consumer
-failed while holding it, again and again) goes to the dead-letter queue instead
-of blocking the stream for ever.  The dead-letter queue is declared without
+a message redelivered more often than that without being acknowledged (the
+consumer failed while holding it, again and again) goes to the dead-letter queue
+instead of blocking the stream for ever.  The dead-letter queue is declared without
 one: nothing consumes it, and a limit there would drop what is kept for an
 operator (RabbitMQ 4 gives every quorum queue 20 by default: docs/OPERATIONS.md).
 """
