@@ -257,8 +257,15 @@ class RabbitNode:
         deadline = time.monotonic() + timeout
         while not _answers(self.node):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"RabbitMQ node {self.node} did not start within {timeout} s")
+                raise RuntimeError(
+                    f"RabbitMQ node {self.node} did not start within {timeout} s; "
+                    f"its log ends:\n{self.log_tail()}"
+                )
             time.sleep(0.5)
+
+    def log_tail(self, chars: int = 2000) -> str:
+        logs = sorted((self.directory / "log").glob("*.log"))
+        return "".join(path.read_text(errors="replace") for path in logs)[-chars:]
 
     def stop(self) -> None:
         """Stop the node and wait for its Erlang VM to exit; killed if it does not in time."""
