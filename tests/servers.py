@@ -248,7 +248,6 @@ class RabbitNode:
             "RABBITMQ_MNESIA_BASE": str(directory / "mnesia"),
             "RABBITMQ_LOG_BASE": str(directory / "log"),
             "RABBITMQ_ENABLED_PLUGINS_FILE": str(directory / "plugins"),
-            "RABBITMQ_PID_FILE": str(directory / "node.pid"),
         }
         subprocess.run(["rabbitmq-server", "-detached"], env=env, check=True, timeout=60)
 
@@ -272,20 +271,25 @@ class RabbitNode:
         with contextlib.suppress(subprocess.SubprocessError):
             rabbitmqctl(self.node, "stop", timeout=60)
         deadline = time.monotonic() + 20  # the VM exits a moment after rabbitmqctl returns
-        while (pid := self._running_pid()) is not None and time.monotonic() < deadline:
+        while self._running_pids() and time.monotonic() < deadline:
             time.sleep(0.1)
-        if pid is not None:
+        for pid in self._running_pids():  # did not stop, or was still booting
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
 
-    def _running_pid(self) -> int | None:
-        """The node's Erlang VM if it still runs (its pid file may outlive it)."""
-        try:
-            pid = int((self.directory / "node.pid").read_text().strip())
-            environ = Path(f"/proc/{pid}/environ").read_bytes()
-        except (OSError, ValueError):
-            return None
-        return pid if f"RABBITMQ_NODENAME={self.node}".encode() in environ.split(b"\0") else None
+    def _running_pids(self) -> list[int]:
+        """The node's Erlang VM, found by the RABBITMQ_NODENAME it was started with."""
+        wanted = f"RABBITMQ_NODENAME={self.node}".encode()
+        pids = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if b"beam" not in (entry / "cmdline").read_bytes().split(b"\0")[0]:
+                    continue
+                if wanted in (entry / "environ").read_bytes().split(b"\0"):
+                    pids.append(int(entry.name))
+            except (OSError, ValueError):  # not a process, or gone meanwhile
+                continue
+        return pids
 
     def remove(self) -> None:
         self.stop()
