@@ -133,6 +133,18 @@ def test_provision_gives_rabbitmq_the_password_on_stdin_never_on_a_command_line(
     assert not [call for call in system.calls() if BROKER_PASSWORD in call]
 
 
+def test_provision_makes_the_user_of_a_cluster_url_once_from_its_first_node(system):
+    nodes = [f"amqp://pulseboard:{BROKER_PASSWORD}@{host}:5672/pulseboard" for host in
+             ("127.0.0.1", "10.0.0.2", "10.0.0.3")]  # fmt: skip
+    env = system.env_file.read_text().replace(nodes[0], ";".join(nodes))
+    system.env_file.write_text(env)
+    result = system.script("provision.sh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "RabbitMQ: vhost pulseboard, user pulseboard" in result.stdout
+    assert system.calls("rabbitmqctl").count("rabbitmqctl add_user pulseboard") == 1
+    assert (system.root / "rabbitmqctl.stdin").read_text() == BROKER_PASSWORD + "\n"
+
+
 # --- Ubuntu and Debian, the answer checked against the system ---------------------------------
 
 

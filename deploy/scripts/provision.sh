@@ -51,7 +51,10 @@ SQL
   fi
 fi
 
+# A cluster's BROKER_URL names each node, separated by ";": users, vhosts and
+# permissions are the whole cluster's, so the first node's URL says it all.
 broker_url=$(env_value BROKER_URL)
+broker_url=${broker_url%%;*}
 if [[ $broker_url == amqp* ]]; then
   host=$(url_part "$broker_url" host)
   if [[ $host == 127.0.0.1 || $host == localhost ]]; then
