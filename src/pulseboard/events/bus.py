@@ -65,6 +65,15 @@ def describe(url: str) -> str:
     return ";".join(Connection(node).as_uri() for node in nodes(url))
 
 
+def reached(connection: Connection, url: str) -> str:
+    """Where a connected ``connection`` to ``url`` is: on RabbitMQ the node it
+    reached (a cluster's any one), password masked; else the bus ``url`` names.
+    (An embedded bus has no host: asked for its URI, kombu warns that it names none.)"""
+    if connection.transport_cls == "amqp":
+        return connection.as_uri()
+    return describe(url)
+
+
 def retries_for_each_node(url: str) -> int:
     """``max_retries`` for ``ensure_connection`` that tries every node once (a
     single node twice): kombu moves to the next node after each failed attempt."""

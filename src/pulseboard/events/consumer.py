@@ -170,7 +170,7 @@ class EventConsumer:
                 log.info(
                     "connected; consuming with prefetch %d from %s",
                     self.prefetch,
-                    connection.as_uri(),  # the node, on a cluster; password masked
+                    bus.reached(connection, self.broker_url),  # a cluster's node
                 )
                 self._consume(connection, dead_letters)
 

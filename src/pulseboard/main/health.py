@@ -81,4 +81,4 @@ def _check_broker(app, timeout: float) -> dict:
     with bus.connect(url, connect_timeout=timeout, transport_options={"max_retries": 0}) as conn:
         conn.ensure_connection(max_retries=bus.retries_for_each_node(url), timeout=timeout)
         # Which node answered (password masked): on a cluster, any one is enough.
-        return {"transport": conn.transport_cls, "node": conn.as_uri()}
+        return {"transport": conn.transport_cls, "node": bus.reached(conn, url)}
