@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text
 from pulseboard.config import load_config
 from pulseboard.events.envelope import new_envelope
 from pulseboard.events.producer import Producer as EventProducer
+from pulseboard.events.producer import PublishError
 from pulseboard.events.topology import Topology
 
 from .servers import PROJECT_ROOT, base_env, run_cli, stop
@@ -225,15 +226,34 @@ class Pipeline:
         self._declared.__exit__(None, None, None)
 
 
-def publish_stream(pipeline: Pipeline, count: int, prefix: str) -> list[str]:
-    """Publish ``count`` events with known ids, in order, with broker confirms."""
+def publish_stream(
+    pipeline: Pipeline, count: int, prefix: str, chunk: int | None = None
+) -> list[str]:
+    """Publish ``count`` events with known ids, in order, with broker confirms.
+
+    With ``chunk``, ``chunk`` events every 50 ms, so that the stream outlasts a
+    broker restart; a chunk the broker did not confirm (it was down) is sent
+    again with the same ids, as a producer must."""
     envelopes = [
         replace(new_envelope("market.ticks", "tick", {"n": n}, key="ACME"), id=f"{prefix}-{n:05d}")
         for n in range(count)
     ]
     producer = pipeline.producer()
     try:
-        return producer.publish_envelopes(envelopes)
+        if chunk is None:
+            return producer.publish_envelopes(envelopes)
+        for start in range(0, count, chunk):
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    producer.publish_envelopes(envelopes[start : start + chunk])
+                    break
+                except PublishError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+            time.sleep(0.05)
+        return [envelope.id for envelope in envelopes]
     finally:
         producer.close()
 

@@ -7,13 +7,11 @@ import os
 import signal
 import threading
 import time
-from dataclasses import replace
 
 import pytest
 from kombu import Connection
 
 from pulseboard.events.envelope import new_envelope
-from pulseboard.events.producer import PublishError
 from pulseboard.events.topology import REASON_HEADER
 
 from .pipeline import (
@@ -142,51 +140,14 @@ def test_a_redelivered_or_republished_event_is_stored_once(pipeline):
     assert [row[1] for row in pipeline.log.rows()] == [envelope.id, later]
 
 
-def publish_in_background(pipeline: Pipeline, count: int, prefix: str):
+def publish_in_background(pipeline: Pipeline, count: int, prefix: str, chunk: int | None = None):
     result: dict = {}
 
     def run():
         try:
-            result["ids"] = publish_stream(pipeline, count, prefix)
+            result["ids"] = publish_stream(pipeline, count, prefix, chunk)
         except Exception as error:  # reported by the test below
             result["error"] = error
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, result
-
-
-def publish_paced_in_background(pipeline: Pipeline, count: int, prefix: str, chunk: int = 50):
-    """As ``publish_in_background``, ``chunk`` events every 50 ms (about 1,000/s), so the
-    stream lasts longer than a broker restart; a chunk the broker did not confirm
-    (it was down) is sent again with the same ids, as a producer must."""
-    result: dict = {}
-
-    def run():
-        envelopes = [
-            replace(
-                new_envelope("market.ticks", "tick", {"n": n}, key="ACME"), id=f"{prefix}-{n:05d}"
-            )
-            for n in range(count)
-        ]
-        producer = pipeline.producer()
-        try:
-            for start in range(0, count, chunk):
-                deadline = time.monotonic() + 60
-                while True:
-                    try:
-                        producer.publish_envelopes(envelopes[start : start + chunk])
-                        break
-                    except PublishError:
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.2)
-                time.sleep(0.05)
-            result["ids"] = [envelope.id for envelope in envelopes]
-        except Exception as error:  # reported by the test below
-            result["error"] = error
-        finally:
-            producer.close()
 
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
@@ -199,7 +160,8 @@ def test_rabbitmq_restarted_in_the_middle_of_a_5000_event_stream_loses_nothing(m
         pipeline = Pipeline(mysql_url, broker_url, tmp_path)
         try:
             consumer = pipeline.start_consumer()
-            thread, result = publish_paced_in_background(pipeline, 5000, "restart")
+            # About 1,000 events/s: the stream outlasts the restart.
+            thread, result = publish_in_background(pipeline, 5000, "restart", chunk=50)
             wait_for(lambda: pipeline.log.count() >= 1000, 60, message="1000 events stored")
 
             rabbitmqctl(node, "stop_app")
