@@ -8,7 +8,11 @@ own port, behind Nginx's sticky upstream), never more workers in one.
 import os
 
 wsgi_app = "pulseboard.wsgi:app"
-bind = f"127.0.0.1:{os.environ.get('PORT', '8000')}"
+# Loopback behind the host's own Nginx; a web-only host listens on its private
+# address for the Nginx of another host (WEB_BIND_ADDRESS, with TRUSTED_PROXIES).
+_host = os.environ.get("WEB_BIND_ADDRESS", "").strip() or "127.0.0.1"
+_port = os.environ.get("PORT", "8000")
+bind = f"[{_host}]:{_port}" if ":" in _host else f"{_host}:{_port}"
 worker_class = "gevent"
 workers = 1
 # Requests and WebSocket handshakes in flight; an upgraded WebSocket is served
@@ -23,8 +27,9 @@ accesslog = "-"
 errorlog = "-"
 # Tokens in verification links and OAuth callbacks never reach the access log.
 logger_class = "pulseboard.gunicorn_logging.RedactingLogger"
-# Only the local Nginx may tell us the client's address and scheme.
-forwarded_allow_ips = "127.0.0.1,::1"
+# Only the proxies the app trusts may tell gunicorn the scheme (the app's own
+# check, pulseboard/proxies.py, does the same for the client's address).
+forwarded_allow_ips = os.environ.get("TRUSTED_PROXIES", "").strip() or "127.0.0.1,::1"
 
 
 def child_exit(server, worker):

@@ -21,6 +21,7 @@ from sqlalchemy.exc import ArgumentError
 
 from .config_error import ConfigError
 from .oauth_config import load_oauth_config
+from .proxies import networks
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
@@ -181,6 +182,10 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "PUBLIC_URL": public_url,
         "TRUSTED_HOSTS": _trusted_hosts(read, public_url, origins, domain),
         "PROXY_FIX_HOPS": read.int("PROXY_FIX_HOPS", 1 if production else 0, maximum=5),
+        # Only these peers may tell us the client's address and scheme (proxies.py).
+        "TRUSTED_PROXIES": _trusted_proxies(read, production),
+        # The address gunicorn listens on (gunicorn.conf.py reads the same variable).
+        "WEB_BIND_ADDRESS": _bind_address(read),
         "MAX_CONTENT_LENGTH": read.int("MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1024),
         # JSON lines (one object per line) for log collectors; text is easier to read by eye.
         "LOG_JSON": read.bool("LOG_JSON", production),
@@ -328,7 +333,52 @@ def _trusted_hosts(
         *(urlsplit(origin).hostname for origin in origins),
         domain,
     )
-    return tuple(dict.fromkeys(host.lower() for host in (*hosts, *_LOOPBACK_HOSTS)))
+    # A web-only host is probed on the address it listens on (deploy scripts, Prometheus).
+    probes = (*_LOOPBACK_HOSTS, read.str("WEB_BIND_ADDRESS", "127.0.0.1"))
+    return tuple(dict.fromkeys(host.lower() for host in (*hosts, *probes)))
+
+
+def _trusted_proxies(read: _Reader, production: bool) -> tuple:
+    """The peers whose X-Forwarded-* headers count: loopback unless told otherwise.
+
+    A web instance listening on another address serves an Nginx on another
+    host; with loopback alone trusted every client would look like that Nginx
+    (one address for the rate limits of all), so that must be said explicitly.
+    """
+    specs = read.list("TRUSTED_PROXIES", ("127.0.0.1", "::1"))
+    try:
+        trusted = networks(specs)
+    except ValueError as error:
+        raise ConfigError(
+            f"TRUSTED_PROXIES must list addresses or networks like 10.0.0.5 or 10.0.0.0/24: {error}"
+        ) from None
+    bind = read.str("WEB_BIND_ADDRESS", "127.0.0.1")
+    hops = read.str("PROXY_FIX_HOPS", "1" if production else "0")
+    loopback_only = all(network.is_loopback for network in trusted)
+    if read.str("TRUSTED_PROXIES") is None and hops != "0" and _is_remote(bind) and loopback_only:
+        raise ConfigError(
+            f"WEB_BIND_ADDRESS is {bind}, so Nginx reaches this instance from another host: "
+            "set TRUSTED_PROXIES to that Nginx host's address (comma-separated for several)"
+        )
+    return trusted
+
+
+def _is_remote(address: str) -> bool:
+    try:
+        return not ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _bind_address(read: _Reader) -> str:
+    address = read.str("WEB_BIND_ADDRESS", "127.0.0.1")
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        raise ConfigError(
+            f"WEB_BIND_ADDRESS must be an IP address of this host, like 10.0.0.5, not {address!r}"
+        ) from None
+    return address
 
 
 def _rate_limit(read: _Reader, name: str, default: str) -> str:

@@ -7,12 +7,12 @@ from collections.abc import Mapping
 
 from dotenv import load_dotenv
 from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .config import PROJECT_ROOT, load_config
 from .database import configure_engine
 from .events.confirms import check_confirm_callbacks
 from .extensions import csrf, db, limiter, login_manager, migrate, socketio
+from .proxies import TrustedProxyFix
 
 
 def create_app(config: Mapping[str, str] | None = None) -> Flask:
@@ -41,8 +41,9 @@ def create_app(config: Mapping[str, str] | None = None) -> Flask:
     configure_logging(app)
     register_metrics(app)
     if app.config["PROXY_FIX_HOPS"]:
-        hops = app.config["PROXY_FIX_HOPS"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
+        app.wsgi_app = TrustedProxyFix(
+            app.wsgi_app, app.config["TRUSTED_PROXIES"], app.config["PROXY_FIX_HOPS"]
+        )
 
     register_extensions(app)
     register_blueprints(app)
