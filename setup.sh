@@ -77,6 +77,14 @@ scripts=$here/deploy/scripts
 "$scripts/provision.sh"
 "$scripts/install-app.sh"
 "$scripts/configure-systemd.sh"
+# shellcheck source=/dev/null
+source "$DEPLOY_CONF"
+if [[ ${HOST_ROLE:-all} != all ]]; then
+  # A web or consumer host: its units, each checked by restart.sh; the site is the other host's.
+  "$scripts/restart.sh" all
+  echo "done: this host runs the $HOST_ROLE part (RUNBOOK.md, Several hosts)"
+  exit 0
+fi
 "$scripts/tls-certificate.sh" --bootstrap
 "$scripts/configure-nginx.sh"
 # Let's Encrypt fails until DNS points here, likely on a first install: the site
@@ -85,8 +93,6 @@ certificate_failed=0
 "$scripts/tls-certificate.sh" || certificate_failed=1
 "$scripts/restart.sh" all
 
-# shellcheck source=/dev/null
-source "$DEPLOY_CONF"
 if ((!skip_verify)); then
   verify_args=()
   if [[ $TLS_MODE == selfsigned ]] || ((certificate_failed)); then

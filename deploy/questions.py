@@ -7,6 +7,7 @@ settings (``APP_SLUG``, ``UI_LAYOUT`` …) carry the same name into ``.env``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +42,8 @@ DEMO_PAGES = (
 MAX_INSTANCES = 16
 # The systems deploy/scripts install on (install-deps.sh checks it is this one).
 OS_TARGETS = ("ubuntu-22.04", "ubuntu-24.04", "debian-12")
+# all: one server runs everything; web, consumer: that part only (RUNBOOK.md, Several hosts).
+HOST_ROLES = ("all", "web", "consumer")
 # What the services beside the app listen on, on the same host: no web instance
 # may take one of these ports (it would fail to start, or the service would).
 SERVICE_PORTS = {
@@ -425,6 +428,94 @@ ALL = [
         "",
         email,
         applies=on("TLS_MODE", "letsencrypt"),
+    ),
+]
+
+
+def host_role(raw: str, answers: dict) -> str:
+    role = choice(*HOST_ROLES)(raw, answers)
+    if role != "all" and (answers["MQ"] != "rabbitmq" or answers["DB_ENGINE"] != "mysql"):
+        raise Invalid(
+            "several hosts share RabbitMQ and MySQL: answer MQ=rabbitmq and DB_ENGINE=mysql"
+        )
+    return role
+
+
+def address(raw: str, answers: dict) -> str:
+    try:
+        return str(ipaddress.ip_address(raw))
+    except ValueError:
+        raise Invalid(f"invalid address {raw!r}: an IP address such as 10.0.0.11") from None
+
+
+def optional_network(raw: str, answers: dict) -> str:
+    if cleared(raw):
+        return ""
+    try:
+        return str(ipaddress.ip_network(raw, strict=False))
+    except ValueError:
+        raise Invalid(f"invalid network {raw!r}: a CIDR network such as 10.0.0.0/24") from None
+
+
+def upstreams(raw: str, answers: dict) -> str:
+    if cleared(raw):
+        return ""
+    found = []
+    for item in (part.strip() for part in raw.split(",")):
+        host, sep, number = item.rpartition(":")
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            host = ""
+        if not sep or not host or not number.isdigit() or not 1 <= int(number) <= 65535:
+            raise Invalid(f"invalid web instance {item!r}: address:port, such as 10.0.0.12:8000")
+        found.append(item)
+    return ",".join(found)
+
+
+def several_hosts(answers: dict) -> bool:
+    return answers.get("HOST_ROLE", "all") != "all"
+
+
+ALL += [
+    Question(
+        "HOST_ROLE",
+        "15) This host runs: all (the site, database, RabbitMQ and every part), "
+        "web (web instances only) or consumer (the consumer only)",
+        "all",
+        host_role,
+        note="More than one host: set up the all-in-one host first, then copy its .env "
+        "to each other host (RUNBOOK.md, Several hosts).",
+    ),
+    Question(
+        "WEB_UPSTREAMS",
+        "    Web instances on other hosts for this Nginx, address:port comma-separated "
+        "(none: this host's only)",
+        "",
+        upstreams,
+        applies=lambda a: not several_hosts(a) and a["MQ"] == "rabbitmq",
+    ),
+    Question(
+        "PRIVATE_NETWORK",
+        "    Private network of the other hosts, let in to MySQL and RabbitMQ here "
+        "(CIDR; none: loopback only)",
+        "",
+        optional_network,
+        applies=lambda a: not several_hosts(a) and a["MQ"] == "rabbitmq",
+    ),
+    Question(
+        "SERVICES_ADDRESS",
+        "    Private address of the all-in-one host (its Nginx, MySQL and RabbitMQ)",
+        "",
+        address,
+        applies=several_hosts,
+    ),
+    Question(
+        "WEB_BIND_ADDRESS",
+        "    This host's private address, where that Nginx reaches its web instances",
+        "",
+        address,
+        applies=on("HOST_ROLE", "web"),
     ),
 ]
 

@@ -78,6 +78,42 @@ def web_ports(settings: dict[str, str]) -> list[int]:
     return list(range(base, base + int(settings["WEB_INSTANCES"])))
 
 
+ROLES = ("all", "web", "consumer")
+
+
+def host_role(settings: dict[str, str]) -> str:
+    """What this host runs: everything (``all``), web instances only, or the consumer only."""
+    role = settings.get("HOST_ROLE") or "all"
+    if role not in ROLES:
+        raise RenderError(f"HOST_ROLE must be one of {', '.join(ROLES)}, not {role!r}")
+    return role
+
+
+def bind_host(env: dict[str, str]) -> str:
+    """The address web instances listen on, as gunicorn's --bind wants it."""
+    address = env.get("WEB_BIND_ADDRESS") or "127.0.0.1"
+    return f"[{address}]" if ":" in address else address
+
+
+def upstream_servers(settings: dict[str, str], drained: set[int]) -> list[tuple[str, bool]]:
+    """``address:port`` of every web instance behind this host's Nginx.
+
+    This host's own instances, then those on other hosts from WEB_UPSTREAMS
+    (``10.0.0.12:8000,10.0.0.12:8001``, their own WEB_BIND_ADDRESS): one
+    upstream, so the sticky hash spans the hosts.  Each with whether it is
+    drained (upgrade.sh takes local instances out in turn).
+    """
+    servers = [(f"127.0.0.1:{port}", port in drained) for port in web_ports(settings)]
+    for item in settings.get("WEB_UPSTREAMS", "").split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}", item):
+            raise RenderError(f"WEB_UPSTREAMS must list address:port entries, not {item!r}")
+        servers.append((item, False))
+    return servers
+
+
 def _listen(spec: str, suffix: str) -> str:
     """``80`` listens on every IPv4 and IPv6 address; ``127.0.0.1:18080`` on that one only."""
     lines = [f"    listen {spec}{suffix};"]
@@ -172,10 +208,15 @@ def template_values(settings: dict[str, str], env: dict[str, str]) -> dict[str, 
         "CONTENT_SECURITY_POLICY": env.get("CONTENT_SECURITY_POLICY")
         or content_security_policy(origins or [public_origin(settings)]),
         "SOCKET_READ_TIMEOUT": f"{ping + SOCKET_TIMEOUT_MARGIN}s",
-        "UPSTREAM_SERVERS": "\n".join(
-            f"    server 127.0.0.1:{port} max_fails=3 fail_timeout=10s"
-            f"{' down' if port in drained else ''};"
-            for port in web_ports(settings)
+        "WEB_BIND_HOST": bind_host(env),
+        # Only the all-in-one host runs Nginx (outputs()).
+        "UPSTREAM_SERVERS": (
+            "\n".join(
+                f"    server {address} max_fails=3 fail_timeout=10s{' down' if down else ''};"
+                for address, down in upstream_servers(settings, drained)
+            )
+            if host_role(settings) == "all"
+            else ""
         ),
     }
     if '"' in values["CONTENT_SECURITY_POLICY"]:
@@ -199,20 +240,24 @@ def render_text(text: str, values: dict[str, str]) -> str:
 def outputs(settings: dict[str, str]) -> dict[str, str]:
     """Rendered file (relative to the output dir) → template (relative to templates/)."""
     slug = settings["APP_SLUG"]
-    files = {
-        f"systemd/{slug}-web@.service": "systemd/web@.service",
-        f"systemd/{slug}.target": "systemd/app.target",
-        f"systemd/{slug}-demo.service": "systemd/demo.service",
-        f"systemd/{slug}-session-cleanup.service": "systemd/session-cleanup.service",
-        f"systemd/{slug}-session-cleanup.timer": "systemd/session-cleanup.timer",
-        f"systemd/{slug}-backup.service": "systemd/backup.service",
-        f"systemd/{slug}-backup.timer": "systemd/backup.timer",
-        f"nginx/{slug}.conf": "nginx/site.conf",
-        f"nginx/{slug}-upstream.conf": "nginx/upstream.conf",
-        f"nginx/{slug}-security-headers.conf": "nginx/security-headers.conf",
-        f"nginx/{slug}-proxy-headers.conf": "nginx/proxy-headers.conf",
-    }
-    if settings.get("MQ", "rabbitmq") == "rabbitmq":
+    role = host_role(settings)
+    files = {f"systemd/{slug}.target": "systemd/app.target"}
+    if role in ("all", "web"):
+        files[f"systemd/{slug}-web@.service"] = "systemd/web@.service"
+    if role == "all":
+        # Once per deployment: the demo, the session cleanup, backups and the site.
+        files |= {
+            f"systemd/{slug}-demo.service": "systemd/demo.service",
+            f"systemd/{slug}-session-cleanup.service": "systemd/session-cleanup.service",
+            f"systemd/{slug}-session-cleanup.timer": "systemd/session-cleanup.timer",
+            f"systemd/{slug}-backup.service": "systemd/backup.service",
+            f"systemd/{slug}-backup.timer": "systemd/backup.timer",
+            f"nginx/{slug}.conf": "nginx/site.conf",
+            f"nginx/{slug}-upstream.conf": "nginx/upstream.conf",
+            f"nginx/{slug}-security-headers.conf": "nginx/security-headers.conf",
+            f"nginx/{slug}-proxy-headers.conf": "nginx/proxy-headers.conf",
+        }
+    if role in ("all", "consumer") and settings.get("MQ", "rabbitmq") == "rabbitmq":
         # With the embedded bus (MQ=memory) the consumer lives in the web process.
         files[f"systemd/{slug}-consumer.service"] = "systemd/consumer.service"
     return files

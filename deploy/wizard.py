@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import re
 import secrets
 import sys
 from pathlib import Path
@@ -107,6 +108,34 @@ def secret(previous: str | None, minimum: int = 32) -> str:
     return previous if previous and len(previous) >= minimum else secrets.token_urlsafe(48)
 
 
+def on_services_host(url: str, address: str) -> str:
+    """``url`` (the all-in-one host's, on 127.0.0.1) pointed at that host's private address.
+
+    A cluster's BROKER_URL (nodes separated by ";") names its nodes already."""
+    if ";" in url:
+        return url
+    host = f"[{address}]" if ":" in address else address
+    return re.sub(r"@(127\.0\.0\.1|localhost)(?=[:/])", f"@{host}", url, count=1)
+
+
+def shared_env(answers: dict[str, str], env: dict[str, str]) -> dict[str, str]:
+    """On a web or consumer host: the all-in-one host's secret and services, from its .env."""
+    database, broker = env.get("DATABASE_URL", ""), env.get("BROKER_URL", "")
+    if len(env.get("SECRET_KEY", "")) < 32 or not database.startswith("mysql"):
+        raise Stop(
+            f"HOST_ROLE={answers['HOST_ROLE']}: copy the .env of the all-in-one host to "
+            "this host first (it holds SECRET_KEY and the database and RabbitMQ passwords), "
+            "then run setup.sh again (RUNBOOK.md, Several hosts)"
+        )
+    if not broker.startswith("amqp"):
+        raise Stop("the copied .env has no amqp:// BROKER_URL: several hosts share RabbitMQ")
+    address = answers["SERVICES_ADDRESS"]
+    return {
+        "DATABASE_URL": on_services_host(database, address),
+        "BROKER_URL": on_services_host(broker, address),
+    }
+
+
 def database_url(answers: dict[str, str], env: dict[str, str], previous: dict[str, str]) -> str:
     slug = answers["APP_SLUG"]
     old = env.get("DATABASE_URL", "")
@@ -168,7 +197,13 @@ def env_updates(
         "DEMO_PAGES": answers["DEMO_PAGES"],
         "BRAND_PRIMARY_COLOR": answers["BRAND_PRIMARY_COLOR"],
         "BRAND_LOGO_TEXT": answers["BRAND_LOGO_TEXT"],
+        # A web-only host listens on its private address for the all-in-one host's
+        # Nginx, and believes X-Forwarded-For from that Nginx alone.
+        "WEB_BIND_ADDRESS": answers.get("WEB_BIND_ADDRESS") or None,
+        "TRUSTED_PROXIES": answers["SERVICES_ADDRESS"] if answers.get("WEB_BIND_ADDRESS") else None,
     }
+    if answers.get("HOST_ROLE", "all") != "all":
+        updates.update(shared_env(answers, env))
     chosen = answers["OAUTH_PROVIDERS"].split(",") if answers["OAUTH_PROVIDERS"] != "none" else []
     for provider, keys in questions.PROVIDER_KEYS.items():
         for key in keys:
@@ -200,6 +235,10 @@ def conf_values(
         "DEMO_PRODUCER",
         "TLS_MODE",
         "LETSENCRYPT_EMAIL",
+        "HOST_ROLE",
+        "WEB_UPSTREAMS",
+        "PRIVATE_NETWORK",
+        "SERVICES_ADDRESS",
     ]
     values = {key: answers.get(key, "") for key in keys}
     # The app needs 3.11+; deadsnakes builds 3.11 for both releases, the version CI runs.
@@ -248,9 +287,9 @@ def run(args: argparse.Namespace) -> int:
     for warning in questions.warnings(answers):
         print(f"warning: {warning}", file=sys.stderr)
 
-    args.output.mkdir(parents=True, exist_ok=True)
     conf = conf_values(answers, args, previous)
     updates = env_updates(answers, env, previous, render.public_origin(conf))
+    args.output.mkdir(parents=True, exist_ok=True)
     env_changed = envfile.write(args.env_file, updates)
     text = render.conf_text(conf)
     conf_changed = not conf_path.exists() or conf_path.read_text() != text

@@ -29,8 +29,16 @@ load_settings() {
   done
   [[ -f $ENV_FILE ]] || die "$ENV_FILE is missing: run ./setup.sh to write it (it holds SECRET_KEY)"
   BUILD_DIR=$(dirname "$DEPLOY_CONF")
-  export APP_SLUG APP_DIR VENV_DIR ENV_FILE DEPLOY_USER BASE_PORT WEB_INSTANCES MQ BUILD_DIR
+  # all: everything on this host; web or consumer: that part only (RUNBOOK.md, Several hosts).
+  HOST_ROLE=${HOST_ROLE:-all}
+  [[ $HOST_ROLE =~ ^(all|web|consumer)$ ]] || die "$DEPLOY_CONF: HOST_ROLE must be all, web or consumer, not $HOST_ROLE"
+  export APP_SLUG APP_DIR VENV_DIR ENV_FILE DEPLOY_USER BASE_PORT WEB_INSTANCES MQ BUILD_DIR HOST_ROLE
 }
+
+runs_web() { [[ $HOST_ROLE == all || $HOST_ROLE == web ]]; }
+runs_consumer() { [[ ($HOST_ROLE == all || $HOST_ROLE == consumer) && $MQ == rabbitmq ]]; }
+# Nginx, TLS, the database and broker servers, backups: on the all-in-one host only.
+runs_site() { [[ $HOST_ROLE == all ]]; }
 
 # The ports of the web instances: BASE_PORT, BASE_PORT+1, ...
 web_ports() {
@@ -42,6 +50,7 @@ web_ports() {
 
 web_units() {
   local port
+  runs_web || return 0
   while read -r port; do
     printf '%s-web@%s.service\n' "$APP_SLUG" "$port"
   done < <(web_ports)
@@ -50,8 +59,8 @@ web_units() {
 # Every unit this install runs, web instances first.
 app_units() {
   web_units
-  if [[ $MQ == rabbitmq ]]; then printf '%s-consumer.service\n' "$APP_SLUG"; fi
-  if [[ ${DEMO_PRODUCER:-no} == yes ]]; then printf '%s-demo.service\n' "$APP_SLUG"; fi
+  if runs_consumer; then printf '%s-consumer.service\n' "$APP_SLUG"; fi
+  if runs_site && [[ ${DEMO_PRODUCER:-no} == yes ]]; then printf '%s-demo.service\n' "$APP_SLUG"; fi
 }
 
 # A value from the app's .env (quotes removed); empty when unset.
@@ -59,12 +68,21 @@ env_value() {
   sed -n "s/^$1=//p" "$ENV_FILE" | tail -n 1 | sed -e "s/^'\(.*\)'\$/\1/" -e 's/^"\(.*\)"$/\1/'
 }
 
-# Wait until http://127.0.0.1:PORT/healthz answers, at most SECONDS seconds.
+# The address the web instances listen on: loopback, or WEB_BIND_ADDRESS on a web-only host.
+web_address() {
+  local address
+  address=$(env_value WEB_BIND_ADDRESS)
+  address=${address:-127.0.0.1}
+  if [[ $address == *:* ]]; then printf '[%s]\n' "$address"; else printf '%s\n' "$address"; fi
+}
+
+# Wait until http://ADDRESS:PORT/healthz answers, at most SECONDS seconds.
 # A refused connection is expected while the instance starts: only the last
 # failure is shown, when it never came up.
 wait_healthy() {
-  local port=$1 deadline=$((SECONDS + ${2:-30})) failure
-  until failure=$(curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$port/healthz" 2>&1); do
+  local port=$1 deadline=$((SECONDS + ${2:-30})) failure address
+  address=$(web_address)
+  until failure=$(curl -fsS -o /dev/null --max-time 2 "http://$address:$port/healthz" 2>&1); do
     if ((SECONDS >= deadline)); then
       printf '%s\n' "$failure" >&2
       return 1

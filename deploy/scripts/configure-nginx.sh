@@ -13,6 +13,7 @@ source "$(dirname "$0")/common.sh"
 
 load_settings
 require_root "$@"
+runs_site || die "HOST_ROLE=$HOST_ROLE: the site's Nginx runs on the all-in-one host"
 
 NGINX_DIR=${NGINX_DIR:-/etc/nginx}
 read -ra nginx_cmd <<<"${NGINX_CMD:-nginx}"

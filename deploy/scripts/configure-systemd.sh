@@ -18,8 +18,12 @@ rendered=$BUILD_DIR/systemd
 check_dir=$(mktemp -d)
 trap 'rm -rf "$check_dir"' EXIT
 cp "$rendered"/* "$check_dir/"
-mv "$check_dir/$APP_SLUG-web@.service" "$check_dir/$APP_SLUG-web@$BASE_PORT.service"
-if ! systemd-analyze verify "$check_dir"/*.service "$check_dir"/*.target "$check_dir"/*.timer; then
+if runs_web; then
+  mv "$check_dir/$APP_SLUG-web@.service" "$check_dir/$APP_SLUG-web@$BASE_PORT.service"
+fi
+checked=("$check_dir"/*.service "$check_dir"/*.target)
+if runs_site; then checked+=("$check_dir"/*.timer); fi
+if ! systemd-analyze verify "${checked[@]}"; then
   die "systemd-analyze verify refused the rendered units; nothing was installed"
 fi
 
@@ -28,7 +32,9 @@ install -m 0644 "$rendered"/* "$SYSTEMD_DIR/"
 systemctl daemon-reload
 systemctl enable "$APP_SLUG.target"
 mapfile -t units < <(app_units)
-systemctl enable "${units[@]}" "$APP_SLUG-session-cleanup.timer" "$APP_SLUG-backup.timer"
+timers=()
+if runs_site; then timers=("$APP_SLUG-session-cleanup.timer" "$APP_SLUG-backup.timer"); fi
+systemctl enable "${units[@]}" "${timers[@]}"
 # Instances from an earlier, larger answer: out of the upstream, so stopped too.
 while read -r unit; do
   if [[ " ${units[*]} " != *" $unit "* ]]; then
@@ -36,7 +42,7 @@ while read -r unit; do
     systemctl disable --now "$unit"
   fi
 done < <(systemctl list-units --all --plain --no-legend "$APP_SLUG-web@*.service" | awk '{print $1}')
-if [[ ${DEMO_PRODUCER:-no} != yes ]]; then
+if runs_site && [[ ${DEMO_PRODUCER:-no} != yes ]]; then
   systemctl disable --now "$APP_SLUG-demo.service" 2>/dev/null || true
 fi
 log "enabled: ${units[*]} (start them with deploy/scripts/restart.sh)"

@@ -28,8 +28,9 @@ log "installing the pinned requirements"
 "$VENV_DIR/bin/python" -m pip install --quiet --require-hashes -r "$APP_DIR/requirements.txt"
 "$VENV_DIR/bin/python" -m pip install --quiet --no-deps -e "$APP_DIR"
 
-if ((!migrate)); then
-  log "app installed (migrations not run)"
+if ((!migrate)) || ! runs_site; then
+  # Several hosts: the all-in-one host migrates the shared database, first.
+  log "app installed (migrations not run$(runs_site || echo ': the all-in-one host runs them'))"
   exit 0
 fi
 log "applying database migrations"

@@ -27,7 +27,7 @@ running=$(
   die "this system is $running but the answer was OS_TARGET=${OS_TARGET:-}: run ./setup.sh again and answer $running (nothing was installed)"
 
 export DEBIAN_FRONTEND=noninteractive
-packages=(ca-certificates curl jq git openssl nginx certbot python3 sqlite3)
+packages=(ca-certificates curl jq git openssl python3 sqlite3)
 python=${PYTHON:-python3.11}
 if [[ $running == ubuntu-* ]] && ! command -v "$python" >/dev/null; then
   # Ubuntu's own Python is 3.10 (22.04) or 3.12 (24.04); the app is built and
@@ -38,12 +38,17 @@ if [[ $running == ubuntu-* ]] && ! command -v "$python" >/dev/null; then
   add-apt-repository -y ppa:deadsnakes/ppa
 fi
 packages+=("$python" "$python-venv")
-services=(nginx)
-if [[ $MQ == rabbitmq ]]; then
+services=()
+# A web or consumer host uses the all-in-one host's Nginx, database and broker.
+if runs_site; then
+  packages+=(nginx certbot)
+  services+=(nginx)
+fi
+if runs_site && [[ $MQ == rabbitmq ]]; then
   packages+=(rabbitmq-server)
   services+=(rabbitmq-server)
 fi
-if [[ ${DB_ENGINE:-mysql} == mysql ]]; then
+if runs_site && [[ ${DB_ENGINE:-mysql} == mysql ]]; then
   packages+=("$(database_server)-server")
   services+=("$(database_server)")
 fi
@@ -61,8 +66,8 @@ else
   log "already installed: ${packages[*]}"
 fi
 
-systemctl enable --now "${services[@]}"
-if [[ $MQ == rabbitmq ]]; then
+((${#services[@]} == 0)) || systemctl enable --now "${services[@]}"
+if runs_site && [[ $MQ == rabbitmq ]]; then
   version=$(rabbitmqctl version 2>/dev/null || echo unknown)
   if [[ $version =~ ^3\.[0-9]\. ]]; then
     warn "RabbitMQ $version is older than 3.10: install Team RabbitMQ's packages (RUNBOOK.md, RabbitMQ)"

@@ -18,6 +18,30 @@ v = {"user": p.username, "password": p.password, "host": p.hostname, "path": p.p
 print(u.unquote(v[sys.argv[1]] or ""))' "$2"
 }
 
+# The web and consumer hosts of PRIVATE_NETWORK reach this host's database: the
+# server listens beyond loopback and the user may connect from that network only.
+open_database_to_network() {  # NAME USER PASSWORD
+  local from conf
+  from=$(python3 -c 'import ipaddress, sys
+n = ipaddress.ip_network(sys.argv[1])
+print(f"{n.network_address}/{n.netmask}" if n.version == 4 else sys.exit("IPv4 only"))' "$PRIVATE_NETWORK") ||
+    die "PRIVATE_NETWORK=$PRIVATE_NETWORK: MySQL user hosts are IPv4 networks"
+  log "MySQL: user $2 may connect from $PRIVATE_NETWORK"
+  mysql --user=root <<SQL
+CREATE USER IF NOT EXISTS '$2'@'$from' IDENTIFIED BY '$3';
+ALTER USER '$2'@'$from' IDENTIFIED BY '$3';
+GRANT ALL PRIVILEGES ON \`$1\`.* TO '$2'@'$from';
+SQL
+  conf=/etc/mysql/$(database_server).conf.d/60-$APP_SLUG-network.cnf
+  if [[ ! -f $conf ]]; then
+    log "MySQL: listening on every address ($conf); keep port 3306 closed to other networks"
+    mkdir -p "$(dirname "$conf")"
+    printf '# Written by %s provision.sh: hosts of PRIVATE_NETWORK connect.\n[mysqld]\nbind-address = 0.0.0.0\n' \
+      "$APP_SLUG" >"$conf"
+    systemctl restart "$(database_server)"
+  fi
+}
+
 if ! id -u "$DEPLOY_USER" >/dev/null 2>&1; then
   log "creating system user $DEPLOY_USER"
   useradd --system --home-dir "/var/lib/$APP_SLUG" --no-create-home --shell /usr/sbin/nologin "$DEPLOY_USER"
@@ -46,6 +70,11 @@ ALTER USER '$user'@'localhost' IDENTIFIED BY '$password';
 GRANT ALL PRIVILEGES ON \`$name\`.* TO '$user'@'127.0.0.1';
 GRANT ALL PRIVILEGES ON \`$name\`.* TO '$user'@'localhost';
 SQL
+    if [[ -n ${PRIVATE_NETWORK:-} ]]; then
+      open_database_to_network "$name" "$user" "$password"
+    fi
+  elif ! runs_site; then
+    log "MySQL on $host: provisioned by the all-in-one host"
   else
     log "MySQL on $host: create the database and user there yourself (RUNBOOK.md, MySQL)"
   fi
@@ -75,6 +104,8 @@ if [[ $broker_url == amqp* ]]; then
       printf '%s\n' "$password" | rabbitmqctl add_user "$user" >/dev/null
     fi
     rabbitmqctl set_permissions -p "$vhost" "$user" '.*' '.*' '.*'
+  elif ! runs_site; then
+    log "RabbitMQ on $host: provisioned by the all-in-one host"
   else
     log "RabbitMQ on $host: create the vhost and user there yourself (RUNBOOK.md, RabbitMQ)"
   fi

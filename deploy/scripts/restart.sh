@@ -22,6 +22,7 @@ restart_web_instance() {
 
 restart_web() {
   local port
+  runs_web || return 0
   while read -r port; do restart_web_instance "$port"; done < <(web_ports)
 }
 
@@ -46,12 +47,12 @@ require_configured_port() {
 
 case $part in
   all)
-    if [[ $MQ == rabbitmq ]]; then restart_unit "$APP_SLUG-consumer.service"; fi
+    if runs_consumer; then restart_unit "$APP_SLUG-consumer.service"; fi
     restart_web
-    if [[ ${DEMO_PRODUCER:-no} == yes ]]; then restart_unit "$APP_SLUG-demo.service"; fi
+    if runs_site && [[ ${DEMO_PRODUCER:-no} == yes ]]; then restart_unit "$APP_SLUG-demo.service"; fi
     # Its units run already; started, the target stops them all and waits for them.
     systemctl start "$APP_SLUG.target"
-    reload_nginx
+    if runs_site; then reload_nginx; fi
     ;;
   web) restart_web ;;
   consumer) restart_unit "$APP_SLUG-consumer.service" ;;

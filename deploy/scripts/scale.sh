@@ -41,7 +41,9 @@ for unit in "${new_units[@]}"; do
   fi
 done
 
-if ! "$(dirname "$0")/configure-nginx.sh"; then
+if ! runs_site; then
+  log "this host's Nginx is on the all-in-one host: set its WEB_UPSTREAMS to $(web_ports | sed "s/^/$(web_address):/" | paste -sd,)"
+elif ! "$(dirname "$0")/configure-nginx.sh"; then
   cp "$conf_backup" "$DEPLOY_CONF"
   rerender
   die "Nginx kept its previous upstream; the new instances are running but get no traffic"

@@ -51,6 +51,9 @@ fi
 # The site with PORT out of the upstream (none: every instance in it).
 # configure-nginx.sh checks it with nginx -t before reloading.
 route_site() {
+  # A web-only host has no Nginx of its own: the all-in-one host's passes a
+  # refused connection on to another instance (proxy_next_upstream).
+  runs_site || return 0
   python3 "$DEPLOY_DIR/render.py" --conf "$DEPLOY_CONF" --env-file "$ENV_FILE" --out "$BUILD_DIR" \
     --set "WEB_DRAINED=${1:-}" >/dev/null || return 1
   "$scripts/configure-nginx.sh" >/dev/null || return 1
@@ -60,7 +63,7 @@ route_site() {
 
 wait_ready() {  # PORT SECONDS: /readyz answers 200 (database and broker reachable)
   local deadline=$((SECONDS + $2))
-  until curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$1/readyz" 2>/dev/null; do
+  until curl -fsS -o /dev/null --max-time 2 "http://$(web_address):$1/readyz" 2>/dev/null; do
     ((SECONDS < deadline)) || return 1
     sleep 1
   done
