@@ -9,13 +9,19 @@ connection is the growth of the server process's RSS over its warmed-up RSS,
 divided by the connections that got ready.  Also prints how long the
 connections took to open and how many failed.  ``--connections 10000`` is the
 one-instance capacity check; ``--instances 2`` spreads the clients over two
-Pulseboard instances (RSS is then their sum).
+Pulseboard instances (RSS is then their sum).  ``--profile FILE`` samples the
+Pulseboard web worker with py-spy while the connections open and writes the
+folded stacks (one line per stack, ``;``-separated frames and a count) to FILE,
+with the heaviest frames printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 from common import SERVERS, Clients, prepare, report, rss_kb, server_named
@@ -24,17 +30,42 @@ WARM_UP_CLIENTS = 200
 SETTLE = 3.0  # seconds idle before reading the RSS
 
 
-def measure(server, connections: int) -> dict:
+def start_profile(pids: list[int], out: Path) -> subprocess.Popen:
+    py_spy = Path(sys.executable).parent / "py-spy"
+    return subprocess.Popen(
+        [str(py_spy), "record", "--pid", str(pids[0]), "--rate", "200", "--format", "raw",
+         "--output", str(out), "--nonblocking"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def heaviest(folded: Path, top: int = 25) -> list[tuple[str, float]]:
+    """Share of samples in which each function appears (inclusive), heaviest first."""
+    inclusive, total = Counter(), 0
+    for line in folded.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples = int(count)
+        total += samples
+        for frame in {frame.split(" (")[0] for frame in stack.split(";")}:
+            inclusive[frame] += samples
+    return [(frame, samples / total) for frame, samples in inclusive.most_common(top)]
+
+
+def measure(server, connections: int, profile: Path | None = None) -> dict:
     warm = Clients(server, WARM_UP_CLIENTS, seconds=1)
     warm.wait_ready()
     warm.close()
     time.sleep(SETTLE)
     before = sum(rss_kb(pid) for pid in server.web_pids)
     group = Clients(server, connections, seconds=3600)
+    profiler = start_profile(server.web_pids, profile) if profile else None
     try:
         started = time.monotonic()
         ready = group.wait_ready()
         opened_in = time.monotonic() - started
+        if profiler is not None:
+            profiler.send_signal(2)  # SIGINT: py-spy writes what it sampled
+            profiler.wait(timeout=30)
         time.sleep(SETTLE)
         after = sum(rss_kb(pid) for pid in server.web_pids)
     finally:
@@ -59,13 +90,19 @@ def main() -> None:
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--instances", type=int, default=1, help="Pulseboard web instances")
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--profile", type=Path, help="py-spy folded stacks of the opening")
     arguments = parser.parse_args()
     prepare()
     rows = []
     for name in arguments.servers.split(","):
         instances = arguments.instances if name == "pulseboard" else 1
         with server_named(name, instances) as server:
-            rows.append(measure(server, arguments.connections))
+            profile = arguments.profile if name == "pulseboard" else None
+            rows.append(measure(server, arguments.connections, profile))
+    if arguments.profile and arguments.profile.exists():
+        print(f"heaviest frames while opening ({arguments.profile}):")
+        for frame, share in heaviest(arguments.profile):
+            print(f"{share:7.1%}  {frame}")
     print(
         f"{'server':<15}{'connections':>12}{'ready':>7}{'errors':>7}{'open s':>8}"
         f"{'RSS before MB':>15}{'RSS idle MB':>13}{'KB/conn':>9}"
