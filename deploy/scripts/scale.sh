@@ -13,6 +13,7 @@ if [[ ! $wanted =~ ^[0-9]+$ ]] || ((wanted < 1 || wanted > 16)); then
 fi
 load_settings
 require_root "$@"
+runs_web || die "HOST_ROLE=$HOST_ROLE: this host runs no web instances"
 if [[ $MQ == memory && $wanted != 1 ]]; then
   die "the embedded bus (MQ=memory) serves one web instance; move to RabbitMQ first"
 fi
