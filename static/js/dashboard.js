@@ -6,7 +6,7 @@
 
    Honest liveness: each widget says when it last changed; when the connection
    is down the widgets are dimmed and say so, and a banner says when events could
-   not be recovered. */
+   not be recovered; each widget that may lack values is marked. */
 (function () {
   "use strict";
 
@@ -306,8 +306,8 @@
       widget.lastSeq = Math.max(widget.lastSeq, newest);
       if (pages.length) widget.updated = new Date(pages[pages.length - 1].timestamp).getTime();
     } catch (error) {
-      setStatus(widget, "History unavailable", "text-bg-warning");
-      widget.footer.textContent = String(error.message || error);
+      // Live from here on, but what came before is missing: say so until reload.
+      markWidget(widget, `History unavailable (${error.message || error})`);
     }
     widget.ready = true;
     stream.subscribe({
@@ -322,25 +322,41 @@
   }
 
   function showUpdated(widget) {
-    if (!widget.updated) {
-      widget.footer.textContent = "No events yet";
-      return;
-    }
-    widget.footer.replaceChildren(document.createTextNode(`Updated ${ago(widget.updated)} · `), timeCell(new Date(widget.updated).toISOString()));
+    const parts = widget.updated
+      ? [document.createTextNode(`Updated ${ago(widget.updated)} · `), timeCell(new Date(widget.updated).toISOString())]
+      : [document.createTextNode("No events yet")];
+    if (widget.missing) parts.unshift(element("span", "fw-semibold text-warning-emphasis", `${widget.missing} · `));
+    widget.footer.replaceChildren(...parts);
+  }
+
+  /* A widget that may lack values (its history would not load, or events of its
+     topic are gone from the log) says so in its footer until the page is reloaded. */
+  function markWidget(widget, note) {
+    if (widget.missing) return;
+    widget.missing = note;
+    widget.section.classList.add("widget-gap");
+    showUpdated(widget);
+  }
+
+  /* Events lost for good: the banner says so and marks the widgets of their topic.
+     A gap found on subscribing names no one topic, so all the socket holds count. */
+  function showGap(gap) {
+    document.getElementById("dashboard-gap").classList.remove("d-none");
+    const topics = gap.topic ? [gap.topic] : gap.subscribed || [];
+    widgets.filter((widget) => topics.includes(widget.config.topic)).forEach((widget) => markWidget(widget, "Events missing"));
   }
 
   function showState(widget) {
     if (!widget.ready) return;
     const live = stream.state === "connected";
     widget.section.classList.toggle("widget-stale", !live);
-    if (widget.status.textContent === "History unavailable" && !live) return;
     if (live) setStatus(widget, "Live", "bg-success-subtle text-success-emphasis");
     else setStatus(widget, stream.state === "connecting" ? "Connecting…" : "Offline", "bg-secondary-subtle text-secondary-emphasis");
   }
 
   stream.bindStateBadge(document.getElementById("dashboard-conn"));
   stream.on("state", () => widgets.forEach(showState));
-  stream.on("gap", () => document.getElementById("dashboard-gap").classList.remove("d-none"));
+  stream.on("gap", showGap);
   setInterval(() => widgets.forEach(showUpdated), 5000);
 
   const start_all = () => grid.querySelectorAll("[data-widget]").forEach(start);
