@@ -17,6 +17,8 @@ import time
 import pytest
 import websocket
 
+from pulseboard.stream.wire import remainder_packet
+
 from .streaming import StreamClient, embedded_site, ingest, signed_in_session
 
 GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -127,6 +129,12 @@ def test_fragmented_messages_are_put_back_together(site):
     answer = ws.recv()  # the namespace's answer to the whole message (no session here)
     assert answer.startswith("44/stream,")  # a connect error: refused, but understood
     ws.shutdown()
+
+
+def test_the_rest_of_a_partly_written_frame_goes_out_as_those_bytes():
+    # A frame the kernel took only part of: Engine.IO's writer encodes the packet
+    # holding the rest, and must get those bytes, not an empty message in their place.
+    assert remainder_packet(b"the rest").encode().websocket_frame == b"the rest"
 
 
 def test_compression_when_asked_for(tmp_path):

@@ -112,7 +112,10 @@ class SharedPacket(eio_packet.Packet):
 
 def remainder_packet(data: bytes) -> eio_packet.Packet:
     """A packet that, written to a WebSocket, sends these bytes (the rest of a frame)."""
-    text = WireText()
+    # Not empty: Engine.IO's Packet.encode() returns its cache only when that is
+    # truthy.  An empty one is encoded again as an empty message ("4"), written in
+    # the middle of the frame, and the frame's rest is never sent.
+    text = WireText("(the rest of a frame)")
     text._frame = data
     pkt = eio_packet.Packet(eio_packet.MESSAGE, "")
     cache_encoded(pkt, text)
