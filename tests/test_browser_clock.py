@@ -2,8 +2,8 @@
 
 Chromium runs in New York; the user first leaves the zone to the browser, then
 chooses Tokyo in Settings.  A notice's time on the notices page and its toast,
-a row on the live page and the admin's user list all follow, 24-hour, and each
-carries the exact UTC time in its title.
+a row on the live page, the admin's user list and a dashboard widget all follow,
+24-hour, and each carries the exact UTC time in its title.
 """
 
 from __future__ import annotations
@@ -79,5 +79,15 @@ def test_times_follow_the_chosen_zone_with_utc_on_hover(browser, site):
     expect(toast).to_be_visible()
     sent = json.loads(page.evaluate("JSON.stringify(new Date().toISOString())"))
     assert shown_in("Asia/Tokyo", sent, "%H:") in toast.inner_text()
+
+    # A dashboard widget's times too: a table row's and the widget's "Updated".
+    open_stream_page(page, site["url"], "/dashboard", "market.ticks")
+    tick = {"topic": "market.ticks", "type": "tick", "key": "CLOCK", "payload": {"price": 1}}
+    ingest(site["url"], site["token"], [tick])
+    prices = page.locator("section.widget", has_text="Prices")
+    cell_time = prices.locator("tr[data-key=CLOCK] time")
+    expect(cell_time).to_be_visible()
+    check_time(cell_time, "Asia/Tokyo", "%H:%M:%S")
+    check_time(prices.locator(".widget-updated time"), "Asia/Tokyo", "%H:%M:%S")
     context.close()
     assert problems.messages == []
