@@ -13,7 +13,7 @@ from pulseboard.gunicorn_logging import redact
 
 from .conftest import PASSWORD
 from .mailbox import SmtpServer
-from .streaming import StreamClient, embedded_site, ingest
+from .streaming import StreamClient, embedded_site, ingest, signed_in_session
 
 CSRF = re.compile(r'name="csrf_token"[^>]*value="([^"]+)"')
 # A line in the text format (logs.TEXT_FORMAT), which LOG_JSON=1 must never write.
@@ -120,3 +120,29 @@ def test_access_log_lines_lose_the_tokens_in_urls():
     )
     assert redact("/socket.io/?sid=abc&EIO=4&t=x") == "/socket.io/?sid=[redacted]&EIO=4&t=x"
     assert redact("GET /api/v1/events?sid=kept HTTP/1.1") == "GET /api/v1/events?sid=kept HTTP/1.1"
+
+
+def test_successful_polls_of_an_open_socket_stay_out_of_the_access_log(tmp_path):
+    """Long-polling makes a request per batch: the access log keeps the handshake and
+    failures, not the stream of successful polls (unless LOG_SOCKET_POLLS=1)."""
+    for log_polls in ("0", "1"):
+        with embedded_site(tmp_path / log_polls, LOG_SOCKET_POLLS=log_polls) as site:
+            url = site["url"]
+            browser = signed_in_session(url, "bob@example.com")
+            client = StreamClient(url, browser, transport="polling")
+            client.call("subscribe", {"topics": ["market.ticks"]})
+            ingest(url, site["token"], [{"topic": "market.ticks", "type": "t", "payload": {}}])
+            client.wait_for_events(1)
+            client.close()
+            stale = requests.get(f"{url}/socket.io/?EIO=4&transport=polling&sid=gone", timeout=10)
+            assert stale.status_code == 400
+            lines = Path(site["log"]).read_text().splitlines()
+        polls = [line for line in lines if "/socket.io/?" in line and "sid=[redacted]" in line]
+        handshakes = [line for line in lines if "/socket.io/?" in line and "sid=" not in line]
+        assert handshakes, "the handshake is logged"
+        assert [line for line in polls if '" 400 ' in line], "a failed poll is logged"
+        ok = [line for line in polls if '" 200 ' in line]
+        if log_polls == "1":
+            assert len(ok) >= 3, ok  # connect, subscribe, its answer, the event
+        else:
+            assert ok == []
