@@ -413,6 +413,51 @@ class Clients:
                 process.kill()
 
 
+class Profile:
+    """py-spy sampling one process into ``out`` as folded stacks until ``stop()``."""
+
+    def __init__(self, pid: int, out: Path, rate: int = 200):
+        py_spy = Path(sys.executable).parent / "py-spy"
+        self.process = subprocess.Popen(
+            [str(py_spy), "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
+             "--output", str(out), "--nonblocking"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+
+    def stop(self) -> None:
+        self.process.send_signal(2)  # SIGINT: py-spy writes what it sampled
+        self.process.wait(timeout=60)
+
+
+def heaviest(folded: Path, top: int = 30) -> tuple[list, list]:
+    """Functions by their share of the samples: inclusive (anywhere on the stack) and
+    self (on top of it), heaviest first."""
+    inclusive, own, total = Counter(), Counter(), 0
+    for line in folded.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        samples = int(count)
+        total += samples
+        frames = [frame.split(" (")[0] for frame in stack.split(";")]
+        for frame in set(frames):
+            inclusive[frame] += samples
+        own[frames[-1]] += samples
+    total = max(total, 1)
+    return (
+        [(frame, n / total) for frame, n in inclusive.most_common(top)],
+        [(frame, n / total) for frame, n in own.most_common(top)],
+    )
+
+
+def print_heaviest(folded: Path, what: str) -> None:
+    if not folded.exists():
+        print(f"no profile in {folded} (py-spy needs ptrace: run as root)")
+        return
+    inclusive, own = heaviest(folded)
+    print(f"heaviest functions {what} ({folded}), inclusive | self:")
+    for (frame, share), (self_frame, self_share) in zip(inclusive, own, strict=False):
+        print(f"{share:7.1%}  {frame[:60]:<60} {self_share:7.1%}  {self_frame[:60]}")
+
+
 def percentiles(histogram: Counter[int]) -> dict:
     total = sum(histogram.values())
     if not total:

@@ -18,37 +18,22 @@ with the heaviest frames printed.
 from __future__ import annotations
 
 import argparse
-import subprocess
-import sys
 import time
-from collections import Counter
 from pathlib import Path
 
-from common import SERVERS, Clients, prepare, report, rss_kb, server_named
+from common import (
+    SERVERS,
+    Clients,
+    Profile,
+    prepare,
+    print_heaviest,
+    report,
+    rss_kb,
+    server_named,
+)
 
 WARM_UP_CLIENTS = 200
 SETTLE = 3.0  # seconds idle before reading the RSS
-
-
-def start_profile(pids: list[int], out: Path) -> subprocess.Popen:
-    py_spy = Path(sys.executable).parent / "py-spy"
-    return subprocess.Popen(
-        [str(py_spy), "record", "--pid", str(pids[0]), "--rate", "200", "--format", "raw",
-         "--output", str(out), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-
-
-def heaviest(folded: Path, top: int = 25) -> list[tuple[str, float]]:
-    """Share of samples in which each function appears (inclusive), heaviest first."""
-    inclusive, total = Counter(), 0
-    for line in folded.read_text().splitlines():
-        stack, _, count = line.rpartition(" ")
-        samples = int(count)
-        total += samples
-        for frame in {frame.split(" (")[0] for frame in stack.split(";")}:
-            inclusive[frame] += samples
-    return [(frame, samples / total) for frame, samples in inclusive.most_common(top)]
 
 
 def measure(server, connections: int, profile: Path | None = None) -> dict:
@@ -58,14 +43,13 @@ def measure(server, connections: int, profile: Path | None = None) -> dict:
     time.sleep(SETTLE)
     before = sum(rss_kb(pid) for pid in server.web_pids)
     group = Clients(server, connections, seconds=3600)
-    profiler = start_profile(server.web_pids, profile) if profile else None
+    profiler = Profile(server.web_pids[0], profile) if profile else None
     try:
         started = time.monotonic()
         ready = group.wait_ready()
         opened_in = time.monotonic() - started
         if profiler is not None:
-            profiler.send_signal(2)  # SIGINT: py-spy writes what it sampled
-            profiler.wait(timeout=30)
+            profiler.stop()
         time.sleep(SETTLE)
         after = sum(rss_kb(pid) for pid in server.web_pids)
     finally:
@@ -99,10 +83,8 @@ def main() -> None:
         with server_named(name, instances) as server:
             profile = arguments.profile if name == "pulseboard" else None
             rows.append(measure(server, arguments.connections, profile))
-    if arguments.profile and arguments.profile.exists():
-        print(f"heaviest frames while opening ({arguments.profile}):")
-        for frame, share in heaviest(arguments.profile):
-            print(f"{share:7.1%}  {frame}")
+    if arguments.profile:
+        print_heaviest(arguments.profile, "while opening")
     print(
         f"{'server':<15}{'connections':>12}{'ready':>7}{'errors':>7}{'open s':>8}"
         f"{'RSS before MB':>15}{'RSS idle MB':>13}{'KB/conn':>9}"

@@ -14,7 +14,8 @@ minus the producer's timestamp), messages per client per second, and the CPU
 of the web process(es) and of everything else on the path.  ``--transports``
 repeats it over long-polling or, for Pulseboard, Server-Sent Events
 (``GET /api/v1/stream``, one event per message), rows named ``server/transport``.  Prints a table,
-then the whole result as one JSON line (also written to ``--out``).
+then the whole result as one JSON line (also written to ``--out``).  ``--profile FILE``
+samples Pulseboard's web worker with py-spy during each window (folded stacks).
 """
 
 from __future__ import annotations
@@ -23,12 +24,24 @@ import argparse
 import time
 from pathlib import Path
 
-from common import SERVERS, Clients, Meter, prepare, report, rss_kb, server_named
+from common import (
+    SERVERS,
+    Clients,
+    Meter,
+    Profile,
+    prepare,
+    print_heaviest,
+    report,
+    rss_kb,
+    server_named,
+)
 
 WARMUP = 2.0  # seconds of feed before the window opens
 
 
-def measure(server, clients: int, rate: float, seconds: float, transport: str) -> dict:
+def measure(
+    server, clients: int, rate: float, seconds: float, transport: str, profile: Path | None = None
+) -> dict:
     group = Clients(server, clients, seconds, transport)
     try:
         group.wait_ready()
@@ -40,8 +53,11 @@ def measure(server, clients: int, rate: float, seconds: float, transport: str) -
         for meter in (web, rest, load):
             meter.start()
         group.start_window()
+        profiler = Profile(server.web_pids[0], profile) if profile else None
         time.sleep(seconds - 0.1)  # measure CPU while the clients still run
         web_cpu, rest_cpu, client_cpu = web.stop(), rest.stop(), load.stop()
+        if profiler is not None:
+            profiler.stop()
         report = group.reports()
         published = None
         if feeder is not None:
@@ -133,6 +149,12 @@ def main() -> None:
         help="websocket, polling, sse (Server-Sent Events: Pulseboard only), comma-separated",
     )
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        help="py-spy folded stacks of Pulseboard's (first) web worker during each window, "
+        "written to PROFILE-<transport>-<rate>.folded",
+    )
     arguments = parser.parse_args()
     prepare()
     rates = [float(rate) for rate in arguments.rates.split(",")]
@@ -145,11 +167,19 @@ def main() -> None:
             for rate in rates:
                 # A fresh server for each rate: a backlog left by an overloaded run must
                 # not spill into the next one's window.
+                profile = None
+                if arguments.profile and name == "pulseboard":
+                    stem = arguments.profile.with_suffix("")
+                    profile = stem.with_name(f"{stem.name}-{transport}-{rate:g}.folded")
                 with server_named(name, instances) as server:
                     rows.append(
-                        measure(server, arguments.clients, rate, arguments.seconds, transport)
+                        measure(
+                            server, arguments.clients, rate, arguments.seconds, transport, profile
+                        )
                     )
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
+                if profile is not None:
+                    print_heaviest(profile, f"({transport}, {rate:g}/s)")
     print()
     print(table(rows))
     if comparison := ratios(rows):
