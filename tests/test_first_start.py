@@ -32,6 +32,9 @@ pytestmark = pytest.mark.browser
 
 INSTALL_TIMEOUT = 600  # a virtualenv from PyPI; seconds with pip's cache
 VERIFY_LINK = re.compile(r"https?://\S+/auth/verify/\S+")
+# pip's note on an index or find-links location that its configuration on the
+# machine names and that does not exist: the machine's pip set-up, not the project.
+PIP_ABSENT_LOCATION = re.compile(r"^WARNING: Location '.+' is ignored: it is neither a file nor")
 
 
 def fresh_copy(target: Path) -> Path:
@@ -163,9 +166,13 @@ def test_sign_up_and_see_live_values_within_ten_seconds(make_dev):
 
 
 def test_the_start_logs_no_warning(make_dev):
+    # The whole output, from the virtualenv through `db upgrade` to the server's
+    # start: a warning in any step is one a newcomer sees.
     output = make_dev.output()
-    served = output[output.index("Listening at") :]
+    assert "Listening at" in output
     warnings = [
-        line for line in served.splitlines() if re.search(r"warn|error|traceback", line, re.I)
+        line
+        for line in output.splitlines()
+        if re.search(r"warn|error|traceback", line, re.I) and not PIP_ABSENT_LOCATION.search(line)
     ]
     assert warnings == [], "\n".join(warnings)
