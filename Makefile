@@ -14,11 +14,30 @@ help:
 	@echo "make lint    ruff and black --check"
 	@echo "make lock    re-pin requirements*.txt from requirements*.in"
 
-# The virtualenv, rebuilt when a pinned requirement changes.
+# The virtualenv, rebuilt when a pinned requirement changes.  `python3 -m venv`
+# puts pip in it with ensurepip, which Debian and Ubuntu ship apart (python3.X-venv):
+# without it venv stops half way, so it is installed first where we may (root or
+# passwordless sudo, apt-get) and named otherwise.  A virtualenv left without pip
+# by such a stop is made again.
 $(BIN)/.installed: requirements.txt pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 		{ echo "Python 3.11 or newer is needed (set PYTHON=python3.11)"; exit 1; }
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip --version >/dev/null 2>&1 || \
+	$(PYTHON) -m ensurepip --version >/dev/null 2>&1 || { \
+		package=python3.$$($(PYTHON) -c 'import sys; print(sys.version_info.minor)')-venv; \
+		if [ "$$(id -u)" = 0 ]; then as_root=env; \
+		elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then as_root="sudo -n env"; fi; \
+		if [ -n "$$as_root" ] && command -v apt-get >/dev/null; then \
+			echo "installing $$package: $(PYTHON) -m venv needs its ensurepip"; \
+			$$as_root DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+			$$as_root DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$package; \
+		fi; \
+		$(PYTHON) -m ensurepip --version >/dev/null 2>&1 || { \
+			echo "$(PYTHON) has no ensurepip, which '$(PYTHON) -m venv' needs to put pip in $(VENV)."; \
+			echo "Install $$package (sudo apt-get install $$package on Debian/Ubuntu), then run make again."; \
+			exit 1; }; \
+	}
+	$(BIN)/python -m pip --version >/dev/null 2>&1 || $(PYTHON) -m venv --clear $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --require-hashes -r requirements.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
