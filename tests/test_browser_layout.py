@@ -170,3 +170,44 @@ def test_the_sidebar_keeps_example_pages_in_a_group_that_opens(browser, site):
     expect(sidebar.get_by_role("link", name="Pricing")).to_be_visible()
     expect(sidebar.get_by_role("link", name="Design system")).to_be_visible()
     context.close()
+
+
+# The labels a widget's status badge takes (templates/dashboards/view.html and
+# static/js/dashboard.js); the longest leaves its title the least room.
+WIDGET_STATUSES = ("Loading…", "Live", "Connecting…", "Offline", "No access")
+
+# Each widget title that does not show whole beside a badge reading `label`.
+CUT_WIDGET_TITLES = """(label) => {
+  document.querySelectorAll(".widget-status").forEach((badge) => { badge.textContent = label; });
+  return [...document.querySelectorAll(".widget .card-title")]
+    .filter((title) => title.scrollWidth > title.clientWidth)
+    .map((title) => title.textContent.trim());
+}"""
+
+# Each option of the editor's drop-downs wider than its box shows it.
+CUT_OPTIONS = """() => {
+  const measure = document.createElement("canvas").getContext("2d");
+  return [...document.querySelectorAll("#widget-form select")].flatMap((select) => {
+    const style = getComputedStyle(select);
+    measure.font = `${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+    const padding = parseFloat(style.paddingLeft) + parseFloat(style.paddingRight);
+    const room = select.clientWidth - padding;
+    return [...select.options]
+      .filter((option) => measure.measureText(option.text).width > room)
+      .map((option) => `${select.id}: ${option.text}`);
+  });
+}"""
+
+
+def test_the_starter_dashboard_and_its_editor_show_their_text_whole_at_1366px(browser, site):
+    url = site.urls[DEFAULT_LAYOUT]
+    context = visitor_context(browser, "member", url, viewport=LAPTOP)
+    page = context.new_page()
+    page.goto(f"{url}/dashboard")
+    expect(page.locator(".widget .card-title", has_text="Memory in use")).to_be_visible()
+    cut = {label: page.evaluate(CUT_WIDGET_TITLES, label) for label in WIDGET_STATUSES}
+    assert cut == {label: [] for label in WIDGET_STATUSES}
+    page.get_by_role("link", name="Edit", exact=True).click()
+    expect(page.locator("#widget-form")).to_be_visible()
+    assert page.evaluate(CUT_OPTIONS) == []
+    context.close()
