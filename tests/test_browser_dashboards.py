@@ -3,7 +3,8 @@
 A user builds a dashboard with each widget kind through the editor; on reload
 every widget fills from the event log at once and continues live, and while a
 producer publishes across the page load the log widget holds every event once,
-in order (no gap and no repeat where history meets the stream).  A shared
+in order (no gap and no repeat where history meets the stream), and a number
+in rate mode counts events per minute over its window.  A shared
 dashboard is read-only for others, and a viewer who may not read a widget's
 topic sees neither its data nor its history.
 """
@@ -79,6 +80,7 @@ def test_a_built_dashboard_fills_from_history_and_continues_live_without_a_seam(
     page.click("form[action='/dashboards/'] button[type=submit]")
     add_widget(page, "number", "Last price", TOPIC, "price", unit="USD", keys="K0")
     add_widget(page, "number", "Peak", TOPIC, "price", mode="max", window="300")
+    add_widget(page, "number", "Ticks a minute", TOPIC, "", mode="rate", window="300")
     add_widget(page, "chart", "Price", TOPIC, "price", unit="USD", range="900")
     add_widget(page, "table", "By key", TOPIC, "n")
     add_widget(page, "log", "Ticks", TOPIC, "n")
@@ -109,6 +111,9 @@ def test_a_built_dashboard_fills_from_history_and_continues_live_without_a_seam(
     expect(number.locator(".widget-value")).to_have_text(f"{100 + last_k0}")
     peak = page.locator("section.widget-kind-number", has_text="Peak")
     expect(peak.locator(".widget-value")).to_have_text("144")
+    rate = page.locator("section.widget-kind-number", has_text="Ticks a minute")
+    expect(rate).to_contain_text("Events per minute over the last 5 min")
+    expect(rate.locator(".widget-value")).to_have_text("9")  # 45 events in 5 minutes
     table = page.locator("section.widget-kind-table")
     for key, last in (("K0", 42), ("K1", 43), ("K2", 44)):
         expect(table.locator(f"tr[data-key={key}] .widget-cell-value")).to_have_text(str(last))
@@ -121,9 +126,11 @@ def test_a_built_dashboard_fills_from_history_and_continues_live_without_a_seam(
     assert log_values(page) == list(range(44, -1, -1))
     expect(page.locator(".widget-chart[data-points='45']")).to_have_count(1)
     expect(table.locator("tr[data-key=K2] .widget-cell-value")).to_have_text("44")
+    expect(rate.locator(".widget-value")).to_have_text("9")
     publish(site, 45, key="K0")
     expect(page.locator("section.widget-kind-log .widget-log li").first).to_contain_text("45")
     expect(number.locator(".widget-value")).to_have_text("145")
+    expect(rate.locator(".widget-value")).to_have_text("9.2")  # 46 in 5 minutes
     context.close()
     assert problems.messages == []
 
