@@ -4,6 +4,7 @@ web instances that can be killed, and the per-client count of what arrived."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import queue
 import signal
@@ -24,10 +25,17 @@ from .servers import PROJECT_ROOT, VENV_BIN, stop, wait_until_healthy
 
 class SteadyProducer(threading.Thread):
     """Publishes ``count`` events at ``rate`` a second with confirms, one in ``side_every``
-    on the side topic, retrying an event until the broker takes it."""
+    on the side topic, retrying an event until the broker takes it.
 
-    def __init__(self, config, count: int, rate: float, main: str, side: str, side_every=10, pad=0):
+    ``batch`` events go out together, confirmed as one (a quorum queue confirms
+    after a majority of nodes wrote the event: one at a time, that round trip
+    caps the rate well below a few hundred a second)."""
+
+    def __init__(
+        self, config, count: int, rate: float, main: str, side: str, side_every=10, pad=0, batch=1
+    ):
         super().__init__(daemon=True)
+        self.batch = batch
         self.pad = "x" * pad  # bytes of payload, to make a stream heavy
         self.producer = Producer.from_config(config)
         self.count, self.rate = count, rate
@@ -47,25 +55,31 @@ class SteadyProducer(threading.Thread):
 
     def _publish_all(self) -> None:
         started = time.monotonic()
-        for n in range(self.count):
+        for first in range(0, self.count, self.batch):
             if self.stopped.is_set():
                 break
-            topic = self.side if n % self.side_every == self.side_every - 1 else self.main
-            payload = {"n": n, "pad": self.pad} if self.pad else {"n": n}
-            # Built once: a retry sends the same id, as a producer must. A publish whose
+            # Built once: a retry sends the same ids, as a producer must. A publish whose
             # confirm was lost may still have been queued; the log keeps it once.
-            envelope = new_envelope(topic, "tick", payload)
+            envelopes = [
+                self._envelope(n) for n in range(first, min(first + self.batch, self.count))
+            ]
             deadline = time.monotonic() + 60
             while True:
                 try:
-                    self.confirmed.extend(self.producer.publish_envelopes([envelope]))
+                    self.confirmed.extend(self.producer.publish_envelopes(envelopes))
                     break
                 except PublishError:
                     self.retries += 1
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.2)
-            time.sleep(max(0.0, started + (n + 1) / self.rate - time.monotonic()))
+            sent = first + len(envelopes)
+            time.sleep(max(0.0, started + sent / self.rate - time.monotonic()))
+
+    def _envelope(self, n: int):
+        topic = self.side if n % self.side_every == self.side_every - 1 else self.main
+        payload = {"n": n, "pad": self.pad} if self.pad else {"n": n}
+        return new_envelope(topic, "tick", payload)
 
 
 class InOrder:
@@ -113,9 +127,17 @@ class PageClient:
     Like the page it checks each event's ``prev`` (the event before it on its
     topic) and asks the server to ``fill`` a hole; it counts the holes, and what a
     page would hide: an event received twice, one that arrives after a later one.
-    Like the page it handles messages in the order they came (``InOrder``)."""
+    Like the page it handles messages in the order they came (``InOrder``).
+    ``client_options`` go to ``socketio.Client`` (``websocket_extra_options``…)."""
 
-    def __init__(self, url: str, browser: requests.Session, transport: str, topics: list[str]):
+    def __init__(
+        self,
+        url: str,
+        browser: requests.Session,
+        transport: str,
+        topics: list[str],
+        **client_options,
+    ):
         self.url, self.transport, self.topics = url, transport, topics
         self.browser = browser
         self.seen: dict[str, int] = {}
@@ -131,6 +153,7 @@ class PageClient:
             reconnection_delay=0.2,
             reconnection_delay_max=1,
             http_session=browser,
+            **client_options,
         )
         self.in_order = InOrder(self.client.eio)
         self.client.on("connect", self._on_connect, namespace="/stream")
@@ -196,6 +219,24 @@ class PageClient:
         self.client.disconnect()
         self.in_order.close()
         self.browser.close()
+
+
+class TimedPageClient(PageClient):
+    """A page client that also notes when each new event arrived."""
+
+    def __init__(self, *args, **kwargs):
+        self.arrivals: list[float] = []
+        super().__init__(*args, **kwargs)
+
+    def _count(self, batch: list[dict]) -> None:
+        before = sum(map(len, self.received.values()))
+        super()._count(batch)
+        if sum(map(len, self.received.values())) > before:
+            self.arrivals.append(time.monotonic())
+
+    def longest_pause(self, start: float, end: float) -> float:
+        times = [start, *(t for t in self.arrivals if start <= t <= end), end]
+        return max(later - earlier for earlier, later in itertools.pairwise(times))
 
 
 @dataclass

@@ -92,13 +92,15 @@ class EventLog:
 
 
 class ConsumerProcess:
-    """``python -m pulseboard events consume`` in its own session, output kept."""
+    """``python -m pulseboard events consume`` in its own session, output kept.
 
-    def __init__(self, env: dict[str, str], log_path: Path):
+    ``prefix`` goes before the command (``ip netns exec HOST``: on another host)."""
+
+    def __init__(self, env: dict[str, str], log_path: Path, prefix: tuple[str, ...] = ()):
         self.log_path = log_path
         self.log = open(log_path, "a+")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "pulseboard", "events", "consume"],
+            [*prefix, sys.executable, "-m", "pulseboard", "events", "consume"],
             env=env,
             cwd=PROJECT_ROOT,
             stdout=self.log,

@@ -71,27 +71,37 @@ def stop(process: subprocess.Popen, timeout: float = 10) -> None:
 
 @contextlib.contextmanager
 def gunicorn(
-    env: dict[str, str], port: int | None = None, ready_timeout: float = 30, args: tuple = ()
+    env: dict[str, str],
+    port: int | None = None,
+    ready_timeout: float = 30,
+    args: tuple = (),
+    prefix: tuple[str, ...] = (),
 ):
     """Serve ``pulseboard.wsgi:app`` as production does; yield the URL once /healthz answers.
 
-    ``args`` go on gunicorn's command line after the bind (another app, say)."""
+    ``args`` go on gunicorn's command line after the bind (another app, say);
+    ``prefix`` before gunicorn (``ip netns exec HOST``: on another host, where
+    ``WEB_BIND_ADDRESS`` in ``env`` is that host's address and gunicorn.conf.py
+    binds there, as under systemd)."""
     port = port or free_port()
     # Pages served here open sockets to here: accept this server's own origin.
     # PORT as production sets it: the instance's name in its metrics.
     env = {"PUBLIC_ORIGINS": f"http://127.0.0.1:{port}", "PORT": str(port), **env}
+    address = env.get("WEB_BIND_ADDRESS")
+    bind = () if address else ("--bind", f"127.0.0.1:{port}")
+    address = address or "127.0.0.1"
     log_dir = Path(env.get("TMPDIR", tempfile.gettempdir()))
     log = open(log_dir / f"gunicorn-{port}.log", "w+")  # noqa: SIM115
     process = subprocess.Popen(
         # Settings from the project's gunicorn.conf.py, as in production.
-        [str(VENV_BIN / "gunicorn"), "--bind", f"127.0.0.1:{port}", *args],
+        [*prefix, str(VENV_BIN / "gunicorn"), *bind, *args],
         env=env,
         cwd=PROJECT_ROOT,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"http://{address}:{port}"
     try:
         wait_until_healthy(url, process, log, ready_timeout)
         yield url
@@ -143,10 +153,14 @@ def temporary_database(server_url: str, prefix: str = "pb_t"):
 
 class PrivateMariaDB:
     """A MariaDB server of the test's own on a free loopback port, to stop and start
-    at will (the shared server must never be restarted from a test)."""
+    at will (the shared server must never be restarted from a test).
 
-    def __init__(self, directory: Path):
+    ``bind_address`` may list several addresses (``127.0.0.1,10.77.0.1``): the
+    tests' own administration always goes through 127.0.0.1, so keep it first."""
+
+    def __init__(self, directory: Path, bind_address: str = "127.0.0.1"):
         self.directory = directory
+        self.bind_address = bind_address
         directory.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.process: subprocess.Popen | None = None
@@ -183,7 +197,7 @@ class PrivateMariaDB:
                 f"--port={self.port}",
                 f"--socket={self.directory / 'mariadbd.sock'}",
                 f"--pid-file={self.directory / 'mariadbd.pid'}",
-                "--bind-address=127.0.0.1",
+                f"--bind-address={self.bind_address}",
                 "--user=root",
             ],
             stdout=log,
@@ -220,14 +234,16 @@ class RabbitNode:
     Erlang cookie, which rabbitmqctl uses too, so nodes started here can join each
     other), so its folder is that user's, in the system's temporary folder (a
     test's own is closed to other users), and its own config file replaces the
-    system's fixed listener."""
+    system's fixed listener.  It listens on ``address`` (loopback unless a test's
+    hosts in network namespaces must reach it)."""
 
-    def __init__(self, name: str | None = None):
+    def __init__(self, name: str | None = None, address: str = "127.0.0.1"):
         if shutil.which("rabbitmq-server") is None:
             raise RuntimeError("rabbitmq-server is not installed (required)")
         self.port, self.dist_port = free_port(), free_port()
         self.node = f"{name or 'pbt' + secrets.token_hex(3)}@localhost"
-        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}//"
+        self.address = address
+        self.url = f"amqp://guest:guest@{address}:{self.port}//"
         self.directory = Path(tempfile.mkdtemp(prefix="pulseboard-rabbitmq-"))
 
     def start(self) -> None:
@@ -236,7 +252,11 @@ class RabbitNode:
         (directory / "mnesia").mkdir()
         (directory / "log").mkdir()
         (directory / "plugins").write_text("[].\n")
-        (directory / "rabbitmq.conf").write_text(f"listeners.tcp.local = 127.0.0.1:{self.port}\n")
+        config = f"listeners.tcp.local = {self.address}:{self.port}\n"
+        if self.address != "127.0.0.1":
+            # The guest user signs in from loopback only: let the test's hosts use it.
+            config += "loopback_users.guest = false\n"
+        (directory / "rabbitmq.conf").write_text(config)
         directory.chmod(0o755)
         subprocess.run(["chown", "-R", "rabbitmq:rabbitmq", str(directory)], check=True)
         env = {

@@ -91,8 +91,11 @@ def rabbitmq_site(tmp: Path, rabbitmq_url: str, mysql_server: str, ports: list[i
         yield {"urls": urls, "env": env, "config": load_config(env)}
 
 
-def signed_in_session(url: str, email: str, password: str = PASSWORD) -> requests.Session:
-    browser = requests.Session()
+def signed_in_session(
+    url: str, email: str, password: str = PASSWORD, browser: requests.Session | None = None
+) -> requests.Session:
+    """``browser`` (a new session if None) signed in as ``email``."""
+    browser = browser or requests.Session()
     token = CSRF.search(browser.get(f"{url}/auth/login", timeout=10).text).group(1)
     response = browser.post(
         f"{url}/auth/login",

@@ -16,12 +16,9 @@ still while producers, the consumer and the web instances moved to another node.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import secrets
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 
 import pytest
 from kombu import Connection, Consumer
@@ -32,9 +29,10 @@ from pulseboard.events.envelope import new_envelope
 from pulseboard.events.producer import Producer
 from pulseboard.events.topology import Topology
 
-from .faults import PageClient, SteadyProducer, count, print_counts
+from .cluster import rabbit_cluster
+from .faults import SteadyProducer, TimedPageClient, count, print_counts
 from .pipeline import EventLog, drain_queue, wait_for
-from .servers import RabbitNode, free_port, rabbitmqctl
+from .servers import free_port, rabbitmqctl
 from .streaming import rabbitmq_site, signed_in_session
 
 pytestmark = pytest.mark.rabbitmq
@@ -43,42 +41,10 @@ MAIN, SIDE = "market.ticks", "system.metrics"
 NODES = 3
 
 
-@dataclass
-class Cluster:
-    nodes: list[RabbitNode]
-
-    @property
-    def url(self) -> str:
-        """BROKER_URL as an operator writes it for this cluster: every node, ';' between."""
-        return ";".join(node.url for node in self.nodes)
-
-    def leader_of(self, queue: str) -> RabbitNode:
-        """The node that leads the quorum queue ``queue``, as RabbitMQ reports it."""
-        listing = rabbitmqctl(self.nodes[0].node, "list_queues", "name", "leader")
-        leaders = dict(line.split("\t") for line in listing.splitlines() if "\t" in line)
-        return next(node for node in self.nodes if node.node == leaders[queue])
-
-
 @pytest.fixture(scope="module")
 def cluster():
-    run = secrets.token_hex(2)
-    nodes = [RabbitNode(f"pbc{number}-{run}") for number in range(1, NODES + 1)]
-    first, *others = nodes
-    with ThreadPoolExecutor(NODES) as pool:
-        try:
-            for node in nodes:
-                node.start()
-            list(pool.map(RabbitNode.wait_started, nodes))
-            list(pool.map(lambda node: join(node, first), others))
-            yield Cluster(nodes)
-        finally:
-            list(pool.map(RabbitNode.remove, nodes))
-
-
-def join(node: RabbitNode, cluster_node: RabbitNode) -> None:
-    rabbitmqctl(node.node, "stop_app")
-    rabbitmqctl(node.node, "join_cluster", cluster_node.node)
-    rabbitmqctl(node.node, "start_app")
+    with rabbit_cluster("pbc", NODES) as nodes:
+        yield nodes
 
 
 def test_several_nodes_in_broker_url_make_the_queues_quorum_queues(cluster):
@@ -151,24 +117,6 @@ def test_a_standby_consumer_takes_over_a_single_active_consumer_quorum_queue(clu
         second = producer.publish(MAIN, "tick", {"n": 2})
         deliver(second, to="standby")
         assert [m.properties["message_id"] for m in got["standby"]] == [second]
-
-
-class TimedPageClient(PageClient):
-    """A page client that also notes when each new event arrived."""
-
-    def __init__(self, *args, **kwargs):
-        self.arrivals: list[float] = []
-        super().__init__(*args, **kwargs)
-
-    def _count(self, batch: list[dict]) -> None:
-        before = sum(map(len, self.received.values()))
-        super()._count(batch)
-        if sum(map(len, self.received.values())) > before:
-            self.arrivals.append(time.monotonic())
-
-    def longest_pause(self, start: float, end: float) -> float:
-        times = [start, *(t for t in self.arrivals if start <= t <= end), end]
-        return max(later - earlier for earlier, later in itertools.pairwise(times))
 
 
 def test_stopping_the_node_that_leads_the_stream_queue_loses_no_event(
