@@ -160,8 +160,9 @@ def port(raw: str, answers: dict) -> str:
 
 
 def instances(raw: str, answers: dict) -> str:
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_INSTANCES:
-        raise Invalid(f"invalid number {raw!r}: from 1 to {MAX_INSTANCES}")
+    # 0: this host's Nginx serves the web instances of other hosts only (WEB_UPSTREAMS).
+    if not raw.isdigit() or not 0 <= int(raw) <= MAX_INSTANCES:
+        raise Invalid(f"invalid number {raw!r}: from 0 to {MAX_INSTANCES}")
     first, last = int(answers["BASE_PORT"]), int(answers["BASE_PORT"]) + int(raw) - 1
     if last > 65535:
         raise Invalid(f"{raw} instances from port {first} go past 65535")
@@ -459,6 +460,8 @@ def optional_network(raw: str, answers: dict) -> str:
 
 def upstreams(raw: str, answers: dict) -> str:
     if cleared(raw):
+        if answers["WEB_INSTANCES"] == "0":
+            raise Invalid("with no web instance here (WEB_INSTANCES=0), name those of other hosts")
         return ""
     found = []
     for item in (part.strip() for part in raw.split(",")):

@@ -98,7 +98,8 @@ def bind_host(env: dict[str, str]) -> str:
 def upstream_servers(settings: dict[str, str], drained: set[int]) -> list[tuple[str, bool]]:
     """``address:port`` of every web instance behind this host's Nginx.
 
-    This host's own instances, then those on other hosts from WEB_UPSTREAMS
+    This host's own instances (none with WEB_INSTANCES=0: an Nginx host that
+    runs no web instance), then those on other hosts from WEB_UPSTREAMS
     (``10.0.0.12:8000,10.0.0.12:8001``, their own WEB_BIND_ADDRESS): one
     upstream, so the sticky hash spans the hosts.  Each with whether it is
     drained (upgrade.sh takes local instances out in turn).
@@ -111,6 +112,10 @@ def upstream_servers(settings: dict[str, str], drained: set[int]) -> list[tuple[
         if not re.fullmatch(r"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}", item):
             raise RenderError(f"WEB_UPSTREAMS must list address:port entries, not {item!r}")
         servers.append((item, False))
+    if not servers:
+        raise RenderError(
+            "no web instance for Nginx: WEB_INSTANCES is 0 and WEB_UPSTREAMS is empty"
+        )
     return servers
 
 
@@ -186,7 +191,7 @@ def template_values(settings: dict[str, str], env: dict[str, str]) -> dict[str, 
         "STATIC_DIR": settings.get("STATIC_DIR") or f"{app_dir}/static",
         "STATE_DIR": settings.get("STATE_DIR") or f"/var/lib/{slug}",
         "DEPLOY_USER": settings["DEPLOY_USER"],
-        "BASE_PORT": str(web_ports(settings)[0]),
+        "BASE_PORT": str(web_ports(settings)[0] if web_ports(settings) else settings["BASE_PORT"]),
         # A checkout under /home stays readable; everything else in /home is hidden.
         "PROTECT_HOME": "read-only" if in_home else "yes",
         "SERVICE_DEPENDENCIES": " ".join(dependencies),

@@ -78,6 +78,21 @@ def test_the_first_hosts_nginx_spans_its_own_instances_and_the_other_hosts(first
     assert "PRIVATE_NETWORK=10.0.0.0/24" in conf and "HOST_ROLE=all" in conf
 
 
+def test_an_nginx_host_may_serve_the_other_hosts_instances_only(target, tmp_path):
+    answers = {"WEB_INSTANCES": "0", "WEB_UPSTREAMS": "10.0.0.12:8000,10.0.0.13:8000"}
+    result = setup(target, answers)
+    assert result.returncode == 0, result.stderr
+    upstream = (target["out"] / "nginx" / "pulseboard-upstream.conf").read_text()
+    assert re.findall(r"^\s*server (\S+)", upstream, re.M) == ["10.0.0.12:8000", "10.0.0.13:8000"]
+    # With nobody to serve, the answer is refused.
+    other = {"env": tmp_path / "other" / ".env", "out": tmp_path / "other" / "build"}
+    other["tmp"] = other["env"].parent
+    other["tmp"].mkdir()
+    refused = setup(other, {"WEB_INSTANCES": "0"})
+    assert refused.returncode == 2
+    assert "name those of other hosts" in refused.stderr
+
+
 def test_nginx_accepts_an_upstream_across_hosts(tmp_path):
     conf = render_site(
         tmp_path, [18000], 18080, 18443, WEB_UPSTREAMS="10.0.0.12:8000,[fd00::12]:8000"

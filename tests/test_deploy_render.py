@@ -622,9 +622,13 @@ def test_scripts_refuse_to_run_as_another_user(installed, shared_dir):
 
 
 def test_scale_refuses_a_bad_count(installed):
+    result = run_script("scale.sh", installed["env"], "17")
+    assert result.returncode == 1
+    assert "the number of web instances, 0 to 16" in result.stderr
+    # None at all leaves Nginx nothing, unless it serves other hosts' instances.
     result = run_script("scale.sh", installed["env"], "0")
     assert result.returncode == 1
-    assert "the number of web instances, 1 to 16" in result.stderr
+    assert "name other hosts' instances in WEB_UPSTREAMS first" in result.stderr
 
 
 def test_scale_starts_instances_before_nginx_sends_them_traffic(installed):

@@ -34,7 +34,6 @@ import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
@@ -141,10 +140,13 @@ def site(tmp_path_factory):
         for consumer in consumers.values():  # which one is active is asked when it matters
             consumer.wait_connected()
         upstream = [f"{hosts[name].address}:{WEB_PORT}" for name in WEB_HOSTS]
+        # The Nginx host runs no web instance of its own: the upstream is the web hosts'.
         conf = render_site(
-            tmp / "nginx", [WEB_PORT], http_port, https_port, WEB_UPSTREAMS=",".join(upstream)
-        )
-        serve_only(conf.parent, upstream)
+            tmp / "nginx", [], http_port, https_port,
+            WEB_INSTANCES="0", WEB_UPSTREAMS=",".join(upstream),
+        )  # fmt: skip
+        served = next((conf.parent / "assets" / "nginx").glob("*-upstream.conf")).read_text()
+        assert re.findall(r"^\s*server (\S+)", served, re.MULTILINE) == upstream
         stack.enter_context(running_nginx(conf, https_port))
         # requests (and the Socket.IO client's polling) trust the test certificate.
         patch = stack.enter_context(pytest.MonkeyPatch.context())
@@ -165,19 +167,6 @@ def site(tmp_path_factory):
             "consumers": consumers,
             "log": log,
         }
-
-
-def serve_only(nginx_dir: Path, servers: list[str]) -> None:
-    """The rendered upstream lists exactly ``servers``, the web hosts.
-
-    render.py lists the Nginx host's own instances, then WEB_UPSTREAMS; this Nginx
-    host runs no web instance, so its own (127.0.0.1) lines are taken out."""
-    upstream = next((nginx_dir / "assets" / "nginx").glob("*-upstream.conf"))
-    text = upstream.read_text()
-    assert re.findall(r"^\s*server (\S+)", text, re.MULTILINE)[-len(servers) :] == servers
-    text = re.sub(r"^\s*server 127\.0\.0\.1:.*\n", "", text, flags=re.MULTILINE)
-    upstream.write_text(text)
-    assert re.findall(r"^\s*server (\S+)", text, re.MULTILINE) == servers
 
 
 def sockets_by_host(site) -> dict[str, int]:

@@ -2,18 +2,24 @@
 # Run N web instances: start the new ones, point Nginx's upstream at exactly
 # N (after `nginx -t`), then stop the ones no longer in it.
 #
-#   scale.sh N
+#   scale.sh N      (0 on a host whose Nginx serves other hosts' instances only: WEB_UPSTREAMS)
 set -euo pipefail
 # shellcheck source=common.sh source-path=SCRIPTDIR
 source "$(dirname "$0")/common.sh"
 
 wanted=${1:-}
-if [[ ! $wanted =~ ^[0-9]+$ ]] || ((wanted < 1 || wanted > 16)); then
-  die "usage: $(basename "$0") N (the number of web instances, 1 to 16)"
+if [[ ! $wanted =~ ^[0-9]+$ ]] || ((wanted > 16)); then
+  die "usage: $(basename "$0") N (the number of web instances, 0 to 16)"
 fi
 load_settings
 require_root "$@"
 runs_web || die "HOST_ROLE=$HOST_ROLE: this host runs no web instances"
+if ((wanted == 0)) && [[ -z ${WEB_UPSTREAMS:-} ]]; then
+  die "0 web instances leaves Nginx nothing to serve: name other hosts' instances in WEB_UPSTREAMS first (RUNBOOK.md, Several hosts)"
+fi
+if ((wanted == 0)) && ! runs_site; then
+  die "a web host runs at least one web instance (scale.sh 1 to 16)"
+fi
 if [[ $MQ == memory && $wanted != 1 ]]; then
   die "the embedded bus (MQ=memory) serves one web instance; move to RabbitMQ first"
 fi
