@@ -9,6 +9,7 @@ import shlex
 import shutil
 import stat
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -465,8 +466,10 @@ def test_every_script_is_shellcheck_clean():
 
 SHIMS = {
     # systemd is not running here: record what the scripts ask of it.
-    "systemctl": 'echo "systemctl $*" >>"$SHIM_LOG"\n' "case $1 in is-active) exit 3 ;; esac\n",
-    "curl": "exit 0\n",  # every instance answers /healthz
+    # Units are inactive, unless SHIM_ACTIVE is set.
+    "systemctl": 'echo "systemctl $*" >>"$SHIM_LOG"\n'
+    'case $1 in is-active) [ -n "$SHIM_ACTIVE" ] && exit 0; exit 3 ;; esac\n',
+    "curl": 'echo "$*" >>"$SHIM_LOG.curl"\n',  # every instance answers /healthz
     "reload-nginx": 'echo "nginx reload" >>"$SHIM_LOG"\n',
 }
 
@@ -685,6 +688,72 @@ def test_restart_web_restarts_the_instances_one_by_one(installed):
     unknown = run_script("restart.sh", installed["env"], "everything")
     assert unknown.returncode == 1
     assert "unknown part 'everything'" in unknown.stderr
+
+
+def as_role(installed, role: str, **env: str) -> None:
+    """Turn the test install into a web or consumer host (RUNBOOK.md, Several hosts)."""
+    conf = Path(installed["env"]["DEPLOY_CONF"])
+    conf.write_text(conf.read_text() + f"HOST_ROLE={role}\n")
+    env_file = Path(load_render().read_conf(conf)["ENV_FILE"])
+    env_file.write_text(env_file.read_text() + "".join(f"{k}={v}\n" for k, v in env.items()))
+    render = subprocess.run(
+        [sys.executable, str(DEPLOY / "render.py"), "--conf", str(conf), "--out", str(conf.parent)],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert render.returncode == 0, render.stderr
+
+
+def test_a_web_host_runs_and_checks_its_web_instances_on_its_own_address(installed):
+    as_role(installed, "web", WEB_BIND_ADDRESS="10.0.0.12", TRUSTED_PROXIES="10.0.0.11")
+    base = int(load_render().read_conf(Path(installed["env"]["DEPLOY_CONF"]))["BASE_PORT"])
+    systemd_dir = installed["tmp"] / "systemd"
+    systemd_dir.mkdir()
+    result = run_script(
+        "configure-systemd.sh", {**installed["env"], "SYSTEMD_DIR": str(systemd_dir)}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in systemd_dir.iterdir()) == [
+        "pulseboard-web@.service", "pulseboard.target",
+    ]  # fmt: skip
+    assert "--bind 10.0.0.12:%i " in (systemd_dir / "pulseboard-web@.service").read_text()
+    assert calls(installed)[2] == f"systemctl enable pulseboard-web@{base}.service"
+    (installed["tmp"] / "calls.log").unlink()
+    result = run_script("restart.sh", installed["env"], "all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    # No consumer, demo or Nginx here: the first host has them.
+    assert calls(installed) == [
+        f"systemctl restart pulseboard-web@{base}.service",
+        "systemctl start pulseboard.target",
+    ]
+    probes = (installed["tmp"] / "calls.log.curl").read_text()
+    assert f"http://10.0.0.12:{base}/healthz" in probes and "127.0.0.1" not in probes
+    refused = run_script("configure-nginx.sh", installed["env"])
+    assert refused.returncode == 1
+    assert "the site's Nginx runs on the all-in-one host" in refused.stderr
+    scaled = run_script("scale.sh", installed["env"], "2")
+    assert scaled.returncode == 0, scaled.stderr
+    assert f"WEB_UPSTREAMS to 10.0.0.12:{base},10.0.0.12:{base + 1}" in scaled.stdout
+
+
+def test_a_consumer_host_runs_the_consumer_alone(installed):
+    as_role(installed, "consumer")
+    systemd_dir = installed["tmp"] / "systemd"
+    systemd_dir.mkdir()
+    result = run_script(
+        "configure-systemd.sh", {**installed["env"], "SYSTEMD_DIR": str(systemd_dir)}
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls(installed)[2] == "systemctl enable pulseboard-consumer.service"
+    (installed["tmp"] / "calls.log").unlink()
+    result = run_script("restart.sh", {**installed["env"], "SHIM_ACTIVE": "1"}, "all")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert calls(installed) == [
+        "systemctl restart pulseboard-consumer.service",
+        "systemctl start pulseboard.target",
+    ]
+    refused = run_script("scale.sh", installed["env"], "2")
+    assert refused.returncode == 1
+    assert "this host runs no web instances" in refused.stderr
 
 
 def test_the_wizard_offers_exactly_the_demo_pages_the_app_knows():

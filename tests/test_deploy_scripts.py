@@ -37,6 +37,7 @@ exit 0
     "systemctl": "",
     "nginx": "",
     "curl": "",  # every instance answers /healthz
+    "mysql": 'cat >>"$STUB_DIR/mysql.stdin"\n',
     "rabbitmqctl": """case $1 in
   version) echo 3.10.8 ;;
   list_users) for user in ${RABBITMQ_USERS:-}; do printf '%s\\t[]\\n' "$user"; done ;;
@@ -143,6 +144,48 @@ def test_provision_makes_the_user_of_a_cluster_url_once_from_its_first_node(syst
     assert "RabbitMQ: vhost pulseboard, user pulseboard" in result.stdout
     assert system.calls("rabbitmqctl").count("rabbitmqctl add_user pulseboard") == 1
     assert (system.root / "rabbitmqctl.stdin").read_text() == BROKER_PASSWORD + "\n"
+
+
+# --- Several hosts (RUNBOOK.md, Several hosts) -------------------------------------------------
+
+DB_PASSWORD = "Db-Pw_51c2e8"
+
+
+def mysql_env(system, host: str) -> None:
+    url = f"mysql+pymysql://pulseboard:{DB_PASSWORD}@{host}:3306/pulseboard?charset=utf8mb4"
+    system.env_file.write_text(system.env_file.read_text() + f"DATABASE_URL={url}\n")
+
+
+def test_provision_lets_the_private_network_in_to_the_first_hosts_database(system):
+    mysql_env(system, "127.0.0.1")
+    system.configure(DB_ENGINE="mysql", PRIVATE_NETWORK="10.0.0.0/24")
+    conf_dir = system.root / "mysql-conf.d"
+    result = system.script("provision.sh", MYSQL_CONF_DIR=str(conf_dir))
+    assert result.returncode == 0, result.stdout + result.stderr
+    sql = (system.root / "mysql.stdin").read_text()
+    for host in ("127.0.0.1", "localhost", "10.0.0.0/255.255.255.0"):
+        assert f"TO 'pulseboard'@'{host}';" in sql
+    assert "bind-address = 0.0.0.0" in (conf_dir / "60-pulseboard-network.cnf").read_text()
+    assert "systemctl restart mariadb" in system.calls()
+    assert not [call for call in system.calls() if DB_PASSWORD in call]
+
+
+def test_a_web_host_installs_and_provisions_no_server_of_its_own(system):
+    mysql_env(system, "10.0.0.11")
+    env = system.env_file.read_text().replace("@127.0.0.1:5672", "@10.0.0.11:5672")
+    system.env_file.write_text(env)
+    system.configure(DB_ENGINE="mysql", HOST_ROLE="web")
+    result = system.script("install-deps.sh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    packages = set(installed_packages(system))
+    assert {"python3.11", "python3.11-venv", "curl"} <= packages
+    assert not packages & {"nginx", "certbot", "mariadb-server", "rabbitmq-server"}
+    assert not [call for call in system.calls("systemctl") if "enable" in call]
+    result = system.script("provision.sh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "MySQL on 10.0.0.11: provisioned by the all-in-one host" in result.stdout
+    assert "RabbitMQ on 10.0.0.11: provisioned by the all-in-one host" in result.stdout
+    assert system.calls("mysql") == [] and system.calls("rabbitmqctl") == []
 
 
 # --- Ubuntu and Debian, the answer checked against the system ---------------------------------

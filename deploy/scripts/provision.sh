@@ -32,7 +32,7 @@ CREATE USER IF NOT EXISTS '$2'@'$from' IDENTIFIED BY '$3';
 ALTER USER '$2'@'$from' IDENTIFIED BY '$3';
 GRANT ALL PRIVILEGES ON \`$1\`.* TO '$2'@'$from';
 SQL
-  conf=/etc/mysql/$(database_server).conf.d/60-$APP_SLUG-network.cnf
+  conf=${MYSQL_CONF_DIR:-/etc/mysql/$(database_server).conf.d}/60-$APP_SLUG-network.cnf
   if [[ ! -f $conf ]]; then
     log "MySQL: listening on every address ($conf); keep port 3306 closed to other networks"
     mkdir -p "$(dirname "$conf")"
