@@ -21,6 +21,18 @@ CHROMIUM_ARGS = [
 ]
 
 
+# Page scripts: a dropped connection whose automatic retry waits until the test says so.
+DROP_CONNECTION = """() => {
+  const manager = Pulseboard.stream.socket.io;
+  manager.reconnection(false);
+  manager.engine.close();
+}"""
+RECONNECT = """() => {
+  Pulseboard.stream.socket.io.reconnection(true);
+  Pulseboard.stream.socket.connect();
+}"""
+
+
 def launch(playwright):
     if not CHROMIUM.exists():
         message = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"

@@ -19,7 +19,7 @@ from playwright.sync_api import expect
 from sqlalchemy import create_engine, text
 
 from .accessibility import COLOUR_RULES, add_axe, axe_violations, describe
-from .browser import PageProblems, open_stream_page, sign_in
+from .browser import DROP_CONNECTION, RECONNECT, PageProblems, open_stream_page, sign_in
 from .pipeline import EventLog, wait_for
 from .streaming import embedded_site, ingest
 
@@ -27,16 +27,6 @@ pytestmark = pytest.mark.browser
 
 WAIT_MS = 10_000
 STARTER_WIDGETS = 5  # dashboards/widgets.py, starter_widgets()
-# A dropped connection whose automatic retry waits until the test says so.
-DROP_CONNECTION = """() => {
-  const manager = Pulseboard.stream.socket.io;
-  manager.reconnection(false);
-  manager.engine.close();
-}"""
-RECONNECT = """() => {
-  Pulseboard.stream.socket.io.reconnection(true);
-  Pulseboard.stream.socket.connect();
-}"""
 
 
 @pytest.fixture(scope="module")

@@ -12,23 +12,13 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from .browser import PageProblems, open_stream_page, sign_in
+from .browser import DROP_CONNECTION, RECONNECT, PageProblems, open_stream_page, sign_in
 from .pipeline import EventLog, wait_for
 from .streaming import embedded_site, ingest, send_admin_notice, signed_in_session
 
 pytestmark = pytest.mark.browser
 
 WAIT_MS = 10_000
-# A dropped connection whose automatic retry waits until the test says so.
-DROP_CONNECTION = """() => {
-  const manager = Pulseboard.stream.socket.io;
-  manager.reconnection(false);
-  manager.engine.close();
-}"""
-RECONNECT = """() => {
-  Pulseboard.stream.socket.io.reconnection(true);
-  Pulseboard.stream.socket.connect();
-}"""
 
 
 @pytest.fixture(scope="module")
