@@ -229,3 +229,35 @@ def test_sockets_replaying_the_same_backlog_at_once_share_reads_and_lose_nothing
     print(f"replay pages read {read:.0f}, shared {shared:.0f}")
     assert shared > 0, pages
     assert read < len(sockets) * 5, (read, shared)  # five pages each, were nothing shared
+
+
+def test_a_replay_page_sees_what_was_stored_after_the_subscribe_looked_at_the_log(
+    make_app, mysql_url
+):
+    """MySQL keeps one snapshot for a whole transaction (REPEATABLE READ). A subscribe
+    asks for the log's latest seq before it joins its rooms; an event the consumer
+    stores after that question but before the join reaches the socket neither live
+    (it was not in the room yet) nor in the replay, if the replay read within the same
+    transaction: a hole. A page read after the join must see everything stored
+    before the read began."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from pulseboard.events import store
+    from pulseboard.events.envelope import new_envelope
+    from pulseboard.extensions import db
+    from pulseboard.stream.replay import SharedReads
+
+    app = make_app(DATABASE_URL=mysql_url)
+    with app.app_context():
+        store.store_batch(db.session, [new_envelope(MAIN, "tick", {"n": 0})])
+        db.session.commit()
+        db.session.remove()
+        since = store.latest_seq(db.session)  # the subscribe's question: its snapshot
+        consumer = create_engine(mysql_url)
+        with Session(consumer) as session:  # the consumer stores one more meanwhile
+            stored = store.store_batch(session, [new_envelope(MAIN, "tick", {"n": 1})])
+            session.commit()
+        consumer.dispose()
+        read = SharedReads().page(since, [MAIN], limit=PAGE)
+        assert [event["seq"] for event in read.events] == [stored[0].seq]

@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from flask import current_app
+from sqlalchemy.orm import Session
 
 from .. import metrics
 from ..events import store
@@ -107,8 +108,14 @@ class SharedReads:
     @staticmethod
     def _read(read: SharedRead, cursor: int, topics: list[str], limit: int) -> SharedRead:
         try:
-            page = store.events_since(db.session, cursor, topics, limit=limit)
-            read.events = [event.as_dict() for event in page.events]
+            # A session of its own, so a transaction that begins with this read: MySQL
+            # keeps a transaction's first snapshot (REPEATABLE READ), and the subscribe
+            # asked for the latest seq before it joined its rooms; a page read in that
+            # transaction would miss what was stored between the question and the join,
+            # which the socket got neither live nor from the log.
+            with Session(db.engine) as session:
+                page = store.events_since(session, cursor, topics, limit=limit)
+                read.events = [event.as_dict() for event in page.events]
             read.full = len(page.events) >= limit
             read.last_seq = page.events[-1].seq if page.events else None
             read.gap = page.gap
