@@ -44,6 +44,17 @@ def choose_theme_in_settings(page, value: str) -> None:
     expect(page.locator(f"input[name=theme][value={value}]")).to_be_checked()
 
 
+def save_preferences(page) -> None:
+    """Submit the preferences and wait for the server's answer: a context closed as
+    soon as the button is clicked may cancel the request before it is saved."""
+    with page.expect_response(
+        lambda response: response.url.endswith("/settings/preferences")
+        and response.request.method == "POST"
+    ) as answer:
+        page.locator("form[action='/settings/preferences'] button[type=submit]").click()
+    assert answer.value.status in (200, 302, 303), answer.value.status
+
+
 def test_every_page_loads_without_csp_violations_or_script_errors(page, site):
     problems = PageProblems(page)
     for path in ANONYMOUS_PAGES:
@@ -72,8 +83,7 @@ def test_a_signed_in_users_theme_follows_them_to_another_browser(browser, site):
     sign_in(page, site)
     page.goto(f"{site}/settings/")
     choose_theme_in_settings(page, "dark")
-    page.locator("form[action='/settings/preferences'] button[type=submit]").click()
-    page.wait_for_load_state()
+    save_preferences(page)
     first.close()
 
     second = browser.new_context()
@@ -84,7 +94,7 @@ def test_a_signed_in_users_theme_follows_them_to_another_browser(browser, site):
     # Put it back for the other tests of this module.
     page.goto(f"{site}/settings/")
     choose_theme_in_settings(page, "auto")
-    page.locator("form[action='/settings/preferences'] button[type=submit]").click()
+    save_preferences(page)
     second.close()
 
 
