@@ -166,7 +166,17 @@ class Machine:
             command, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT
         )
         out.close()
-        deadline = started + timeout
+        try:
+            self._wait_until_up(started + timeout)
+        except BaseException:
+            # A container that never came up is not left running (nor its Popen unreaped).
+            self.process.kill()
+            self.process.wait(30)
+            self.leader = 0
+            raise
+        return time.monotonic() - started
+
+    def _wait_until_up(self, deadline: float) -> None:
         while not self.leader:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"the container did not start; see {self.log}")
@@ -177,13 +187,13 @@ class Machine:
             self.leader = int(children[0]) if children else 0
             time.sleep(0.2)
         while True:
-            state = self.run("systemctl is-system-running --wait", check=False, timeout=timeout)
+            waited = max(1.0, deadline - time.monotonic())
+            state = self.run("systemctl is-system-running --wait", check=False, timeout=waited)
             if state.stdout.strip() in ("running", "degraded"):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the container's systemd says {state.stdout.strip()!r}")
             time.sleep(1)
-        return time.monotonic() - started
 
     def run(
         self,
