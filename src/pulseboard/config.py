@@ -138,6 +138,8 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
     database_url = _database_url(read, app_env)
     broker_url = _broker_url(read, app_env)
 
+    bind = _bind_address(read)
+    hops = read.int("PROXY_FIX_HOPS", 1 if production else 0, maximum=5)
     color = read.str("BRAND_PRIMARY_COLOR", "#4f46e5")
     if not _COLOR.match(color):
         raise ConfigError(f"BRAND_PRIMARY_COLOR must be a colour like #4f46e5, not {color!r}")
@@ -180,12 +182,12 @@ def load_config(env: Mapping[str, str] | None = None) -> dict:
         "PUBLIC_ORIGINS": origins,
         # Links in mail and OAuth redirect URIs are built on this, never on the request's Host.
         "PUBLIC_URL": public_url,
-        "TRUSTED_HOSTS": _trusted_hosts(read, public_url, origins, domain),
-        "PROXY_FIX_HOPS": read.int("PROXY_FIX_HOPS", 1 if production else 0, maximum=5),
+        "TRUSTED_HOSTS": _trusted_hosts(read, public_url, origins, domain, bind),
+        "PROXY_FIX_HOPS": hops,
         # Only these peers may tell us the client's address and scheme (proxies.py).
-        "TRUSTED_PROXIES": _trusted_proxies(read, production),
+        "TRUSTED_PROXIES": _trusted_proxies(read, bind, hops),
         # The address gunicorn listens on (gunicorn.conf.py reads the same variable).
-        "WEB_BIND_ADDRESS": _bind_address(read),
+        "WEB_BIND_ADDRESS": bind,
         "MAX_CONTENT_LENGTH": read.int("MAX_CONTENT_LENGTH", 1024 * 1024, minimum=1024),
         # JSON lines (one object per line) for log collectors; text is easier to read by eye.
         "LOG_JSON": read.bool("LOG_JSON", production),
@@ -322,7 +324,7 @@ _LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
 
 
 def _trusted_hosts(
-    read: _Reader, public_url: str, origins: tuple[str, ...], domain: str
+    read: _Reader, public_url: str, origins: tuple[str, ...], domain: str, bind: str
 ) -> tuple[str, ...]:
     """Host names the app answers to; any other Host (or X-Forwarded-Host) gets 400.
 
@@ -334,40 +336,29 @@ def _trusted_hosts(
         domain,
     )
     # A web-only host is probed on the address it listens on (deploy scripts, Prometheus).
-    probes = (*_LOOPBACK_HOSTS, read.str("WEB_BIND_ADDRESS", "127.0.0.1"))
+    probes = (*_LOOPBACK_HOSTS, bind)
     return tuple(dict.fromkeys(host.lower() for host in (*hosts, *probes)))
 
 
-def _trusted_proxies(read: _Reader, production: bool) -> tuple:
+def _trusted_proxies(read: _Reader, bind: str, hops: int) -> tuple:
     """The peers whose X-Forwarded-* headers count: loopback unless told otherwise.
 
     A web instance listening on another address serves an Nginx on another
     host; with loopback alone trusted every client would look like that Nginx
     (one address for the rate limits of all), so that must be said explicitly.
     """
-    specs = read.list("TRUSTED_PROXIES", ("127.0.0.1", "::1"))
-    try:
-        trusted = networks(specs)
-    except ValueError as error:
-        raise ConfigError(
-            f"TRUSTED_PROXIES must list addresses or networks like 10.0.0.5 or 10.0.0.0/24: {error}"
-        ) from None
-    bind = read.str("WEB_BIND_ADDRESS", "127.0.0.1")
-    hops = read.str("PROXY_FIX_HOPS", "1" if production else "0")
-    loopback_only = all(network.is_loopback for network in trusted)
-    if read.str("TRUSTED_PROXIES") is None and hops != "0" and _is_remote(bind) and loopback_only:
+    specs = read.list("TRUSTED_PROXIES")
+    if not specs and hops and not ipaddress.ip_address(bind).is_loopback:
         raise ConfigError(
             f"WEB_BIND_ADDRESS is {bind}, so Nginx reaches this instance from another host: "
             "set TRUSTED_PROXIES to that Nginx host's address (comma-separated for several)"
         )
-    return trusted
-
-
-def _is_remote(address: str) -> bool:
     try:
-        return not ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
+        return networks(specs or ("127.0.0.1", "::1"))
+    except ValueError as error:
+        raise ConfigError(
+            f"TRUSTED_PROXIES must list addresses or networks like 10.0.0.5 or 10.0.0.0/24: {error}"
+        ) from None
 
 
 def _bind_address(read: _Reader) -> str:
