@@ -150,3 +150,38 @@ def test_events_since_on_several_topics_takes_the_oldest_of_all_of_them(session)
     rest = store.events_since(session, page.events[-1].seq, ["market.ticks", "system.alerts"])
     assert [event.id for event in rest.events] == ["a1", "u0", "u1", "u2"]
     assert [event.prev for event in rest.events][:2] == [page.events[-1].seq, page.events[5].seq]
+
+
+def test_a_batch_on_many_topics_links_each_to_its_topics_last_event_in_one_statement(
+    session, monkeypatch
+):
+    earlier = store.store_batch(session, envelopes(2, "market.a", "a") + envelopes(1, "market.b"))
+    session.commit()
+    mixed = []
+    for n in range(3):
+        mixed += envelopes(1, "market.a", f"a-new{n}-") + envelopes(1, "market.c", f"c{n}-")
+    mixed += [replace(e, topic=f"market.t{n}") for n, e in enumerate(envelopes(6, prefix="t"))]
+    statements = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    monkeypatch.setattr(store, "PREV_LOOKS_PER_STATEMENT", 3)  # 8 topics: three statements
+    engine = session.get_bind()
+    db.event.listen(engine, "before_cursor_execute", count)
+    try:
+        stored = store.store_batch(session, mixed)
+    finally:
+        db.event.remove(engine, "before_cursor_execute", count)
+    session.commit()
+    by_id = {event.id.removesuffix("-0"): event for event in stored}
+    a_last = earlier[1].seq
+    assert [by_id[f"a-new{n}"].prev for n in range(3)] == [
+        a_last,
+        by_id["a-new0"].seq,
+        by_id["a-new1"].seq,
+    ]
+    assert [by_id[f"c{n}"].prev for n in range(3)] == [0, by_id["c0"].seq, by_id["c1"].seq]
+    assert all(by_id[f"t{n}"].prev == 0 for n in range(6))
+    # The insert, the seqs, then the topics' last events: 8 topics in ceil(8 / 3) looks.
+    assert len(statements) == 2 + 3

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import String, delete, func, literal, select, union_all
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.orm import Session
 
@@ -26,6 +26,9 @@ from .envelope import Envelope
 
 events_table = Event.__table__
 log = logging.getLogger(__name__)
+# Payloads as the log keeps them: compact, UTF-8 as is (one encoder, made once).
+encode_payload = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+PREV_LOOKS_PER_STATEMENT = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,7 @@ def store_batch(session: Session, envelopes: Sequence[Envelope]) -> list[StoredE
             "type": e.type,
             "key": e.key,
             "timestamp": e.timestamp,
-            "payload": json.dumps(e.payload, separators=(",", ":"), ensure_ascii=False),
+            "payload": encode_payload(e.payload),
             "stored_at": now,
         }
         for e in unique
@@ -109,18 +112,36 @@ def store_batch(session: Session, envelopes: Sequence[Envelope]) -> list[StoredE
 
 def with_prev(session: Session, events: Sequence[StoredEvent]) -> list[StoredEvent]:
     """``events`` (in seq order) each with ``prev``: the one before it in the list on
-    its topic, or for a topic's first, the log's (one indexed look per topic)."""
-    last: dict[str, int] = {}
+    its topic, or for a topic's first, the log's: one statement for all the topics,
+    an indexed look at (topic, seq) each."""
+    first_on: dict[str, int] = {}
+    for event in events:
+        first_on.setdefault(event.topic, event.seq)
+    last = _seqs_before(session, first_on)
     linked = []
     for event in events:
-        if event.topic not in last:
-            before = select(func.max(Event.seq)).where(
-                Event.topic == event.topic, Event.seq < event.seq
-            )
-            last[event.topic] = session.scalar(before) or 0
         linked.append(StoredEvent(event.seq, event.envelope, prev=last[event.topic]))
         last[event.topic] = event.seq
     return linked
+
+
+def _seqs_before(session: Session, first_on: dict[str, int]) -> dict[str, int]:
+    """For each topic, the newest seq in the log before the given one (0: none)."""
+    found = dict.fromkeys(first_on, 0)
+    looks = [
+        select(literal(topic, String).label("topic"), func.max(Event.seq)).where(
+            Event.topic == topic, Event.seq < seq
+        )
+        for topic, seq in first_on.items()
+    ]
+    # A batch of many topics would otherwise cost one round trip per topic; a few
+    # hundred looks make one statement well within every server's limits.
+    for start in range(0, len(looks), PREV_LOOKS_PER_STATEMENT):
+        chunk = looks[start : start + PREV_LOOKS_PER_STATEMENT]
+        statement = chunk[0] if len(chunk) == 1 else union_all(*chunk)
+        for topic, seq in session.execute(statement):
+            found[topic] = seq or 0
+    return found
 
 
 def _insert_skipping_duplicates(session: Session):
