@@ -9,6 +9,7 @@ topic, so producers scoped to different topics can never shadow each other.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, delete, func, literal, select, union_all
+from sqlalchemy import String, bindparam, delete, func, select, union_all
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.orm import Session
 
@@ -128,20 +129,30 @@ def with_prev(session: Session, events: Sequence[StoredEvent]) -> list[StoredEve
 def _seqs_before(session: Session, first_on: dict[str, int]) -> dict[str, int]:
     """For each topic, the newest seq in the log before the given one (0: none)."""
     found = dict.fromkeys(first_on, 0)
-    looks = [
-        select(literal(topic, String).label("topic"), func.max(Event.seq)).where(
-            Event.topic == topic, Event.seq < seq
-        )
-        for topic, seq in first_on.items()
-    ]
+    pairs = list(first_on.items())
     # A batch of many topics would otherwise cost one round trip per topic; a few
     # hundred looks make one statement well within every server's limits.
-    for start in range(0, len(looks), PREV_LOOKS_PER_STATEMENT):
-        chunk = looks[start : start + PREV_LOOKS_PER_STATEMENT]
-        statement = chunk[0] if len(chunk) == 1 else union_all(*chunk)
-        for topic, seq in session.execute(statement):
+    for start in range(0, len(pairs), PREV_LOOKS_PER_STATEMENT):
+        chunk = pairs[start : start + PREV_LOOKS_PER_STATEMENT]
+        values = {}
+        for n, (topic, seq) in enumerate(chunk):
+            values[f"t{n}"], values[f"s{n}"] = topic, seq
+        for topic, seq in session.execute(_looks_before(len(chunk)), values):
             found[topic] = seq or 0
     return found
+
+
+@functools.lru_cache(maxsize=PREV_LOOKS_PER_STATEMENT)
+def _looks_before(count: int):
+    """``count`` indexed looks in one statement, made once per count: building and
+    keying a statement of many selects costs more than running it."""
+    looks = [
+        select(bindparam(f"t{n}", type_=String).label("topic"), func.max(Event.seq)).where(
+            Event.topic == bindparam(f"t{n}"), Event.seq < bindparam(f"s{n}")
+        )
+        for n in range(count)
+    ]
+    return looks[0] if count == 1 else union_all(*looks)
 
 
 def _insert_skipping_duplicates(session: Session):
