@@ -12,7 +12,8 @@ own database, removed afterwards.  It measures, on the same broker:
                  baseline), and the same consumer acknowledging 500 at a time
                  with ``multiple`` (as Pulseboard's consumer does)
 * consumer:      Pulseboard's consumer from a pre-filled queue to Socket.IO's
-                 message queue, the event log on MySQL, counted by a listener;
+                 message queue, the event log on MySQL, counted by a listener
+                 in a process of its own;
                  also the consumer thread's CPU time per event
 
 and prints each rate, the consumer/raw-consume ratio, as a table and JSON
@@ -25,6 +26,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import multiprocessing
 import os
 import secrets
 import statistics
@@ -107,37 +109,60 @@ def raw_consume(queue: Queue, count: int, ack_every: int = 1) -> float:
         return (received - first) / (time.perf_counter() - started)
 
 
-class Listener(threading.Thread):
-    """Counts events reaching Socket.IO's fanout exchange (what web instances receive)."""
+def listen(channel: str, counter, ready, stop) -> None:
+    """Count the events reaching Socket.IO's fanout exchange (what web instances get)."""
+    queue = Queue(
+        f"bench-listener.{channel}",
+        Exchange(channel, type="fanout", durable=False),
+        exclusive=True,
+        durable=False,
+    )
+
+    def on_message(message):
+        # Counted without decoding: each stored event carries one "seq" (payloads have none).
+        body = message.body
+        with counter.get_lock():
+            counter.value += body.count('"seq":' if isinstance(body, str) else b'"seq":')
+        message.ack()
+
+    with (
+        Connection(BROKER) as connection,
+        Consumer(connection, [queue], on_message=on_message),
+    ):
+        ready.set()
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                connection.drain_events(timeout=0.2)
+
+
+class Listener:
+    """``listen`` in a process of its own, so that counting takes nothing from the
+    consumer's process (its GIL) but a core's share, as a web instance would."""
 
     def __init__(self, channel: str):
-        super().__init__(daemon=True)
-        self.queue = Queue(
-            f"bench-listener.{channel}",
-            Exchange(channel, type="fanout", durable=False),
-            exclusive=True,
-            durable=False,
+        context = multiprocessing.get_context("spawn")
+        self.counter = context.Value("q", 0)
+        self.ready = context.Event()
+        self.stop = context.Event()
+        self.process = context.Process(
+            target=listen, args=(channel, self.counter, self.ready, self.stop), daemon=True
         )
-        self.events = 0
-        self.ready = threading.Event()
-        self.stop = threading.Event()
 
-    def run(self):
-        def on_message(message):
-            # Counted without decoding: this thread shares the consumer's process (and
-            # its GIL), and each stored event carries one "seq" (the payloads have none).
-            body = message.body
-            self.events += body.count('"seq":' if isinstance(body, str) else b'"seq":')
-            message.ack()
+    @property
+    def events(self) -> int:
+        return self.counter.value
 
-        with (
-            Connection(BROKER) as connection,
-            Consumer(connection, [self.queue], on_message=on_message),
-        ):
-            self.ready.set()
-            while not self.stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    connection.drain_events(timeout=0.2)
+    def start(self) -> None:
+        self.process.start()
+        if not self.ready.wait(60):
+            raise RuntimeError("the listener did not start")
+
+    def close(self) -> None:
+        self.stop.set()
+        self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
 
 
 def make_database() -> tuple[str, str]:
@@ -197,7 +222,6 @@ def run_once(count: int, topics: int = 1, profile: Path | None = None) -> dict:
         fill(topology.exchange, messages, confirm=False)
         listener = Listener(topology.socketio_channel)
         listener.start()
-        listener.ready.wait(10)
         emitter = Emitter.over_message_queue(BROKER, topology.socketio_channel)
         consumer = TimedConsumer.from_app(app, emitter)
         thread = threading.Thread(target=consumer.run, daemon=True)
@@ -215,7 +239,7 @@ def run_once(count: int, topics: int = 1, profile: Path | None = None) -> dict:
                 profiler.stop()
         consumer.stop()
         thread.join(10)
-        listener.stop.set()
+        listener.close()
         consumer_rate = count / elapsed
         return {
             "events": count,
