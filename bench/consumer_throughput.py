@@ -264,6 +264,7 @@ def run_once(count: int, topics: int = 1, profile: Path | None = None) -> dict:
                 topology.exchange.name,
                 topology.dead_letter_exchange.name,
                 raw_queue.exchange.name,
+                topology.socketio_channel,  # Socket.IO's fanout exchange, named after it
             ):
                 channel.exchange_delete(name)
         drop_database(database)
