@@ -33,6 +33,8 @@ DEFAULT_MAX_DEPTH = 32
 # every client can turn into a Unix time (from 1970).
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)
+# JSON as events travel and are stored: compact, UTF-8 as is (one encoder, made once).
+compact_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 FIELDS = frozenset({"id", "topic", "type", "timestamp", "payload", "key"})
 REQUIRED = ("id", "topic", "type", "timestamp", "payload")
 
@@ -81,7 +83,7 @@ class Envelope:
         return data
 
     def to_json(self) -> bytes:
-        return json.dumps(self.as_dict(), separators=(",", ":"), ensure_ascii=False).encode()
+        return compact_json(self.as_dict()).encode()
 
 
 def new_envelope(

@@ -23,12 +23,10 @@ from sqlalchemy.orm import Session
 
 from ..database import utcnow
 from ..models import Event
-from .envelope import Envelope
+from .envelope import Envelope, compact_json
 
 events_table = Event.__table__
 log = logging.getLogger(__name__)
-# Payloads as the log keeps them: compact, UTF-8 as is (one encoder, made once).
-encode_payload = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 PREV_LOOKS_PER_STATEMENT = 200
 
 
@@ -92,7 +90,7 @@ def store_batch(session: Session, envelopes: Sequence[Envelope]) -> list[StoredE
             "type": e.type,
             "key": e.key,
             "timestamp": e.timestamp,
-            "payload": encode_payload(e.payload),
+            "payload": compact_json(e.payload),
             "stored_at": now,
         }
         for e in unique
