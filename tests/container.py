@@ -177,23 +177,39 @@ class Machine:
         return time.monotonic() - started
 
     def _wait_until_up(self, deadline: float) -> None:
-        while not self.leader:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the container did not start; see {self.log}")
+        while True:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the container stopped while booting; see {self.log}")
+            self.leader = self._find_leader()
+            state = None
+            if self.leader:
+                waited = max(1.0, deadline - time.monotonic())
+                state = self.run("systemctl is-system-running --wait", check=False, timeout=waited)
+                if state.stdout.strip() in ("running", "degraded"):
+                    return
+            if time.monotonic() > deadline:
+                said = f"{state.stdout.strip()!r} ({state.stderr.strip()[-400:]})" if state else "-"
+                raise RuntimeError(f"the container's systemd says {said}; see {self.log}")
+            time.sleep(0.5)
+
+    def _find_leader(self) -> int:
+        """The container's PID 1, seen from here: the one process under nspawn that is
+        process 1 in a PID namespace of its own. nspawn forks a short-lived helper
+        before it, which must not be taken for it."""
+        pending = [self.process.pid]
+        while pending:
             children = subprocess.run(
-                ["ps", "--ppid", str(self.process.pid), "-o", "pid="],
+                ["ps", "--ppid", str(pending.pop()), "-o", "pid="],
                 capture_output=True, text=True, check=False,
             ).stdout.split()  # fmt: skip
-            self.leader = int(children[0]) if children else 0
-            time.sleep(0.2)
-        while True:
-            waited = max(1.0, deadline - time.monotonic())
-            state = self.run("systemctl is-system-running --wait", check=False, timeout=waited)
-            if state.stdout.strip() in ("running", "degraded"):
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the container's systemd says {state.stdout.strip()!r}")
-            time.sleep(1)
+            for child in map(int, children):
+                with contextlib.suppress(OSError):
+                    status = Path(f"/proc/{child}/status").read_text()
+                    ids = re.search(r"^NSpid:\s+(.*)$", status, re.MULTILINE)
+                    if ids and len(ids.group(1).split()) > 1 and ids.group(1).split()[-1] == "1":
+                        return child
+                pending.append(child)
+        return 0
 
     def run(
         self,
