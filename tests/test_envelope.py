@@ -161,3 +161,13 @@ def test_a_reason_never_carries_a_lone_surrogate_to_logs_or_headers():
     with pytest.raises(InvalidEnvelope) as error:
         parse({**VALID, "extra\ud800": 1})
     assert str(error.value).encode("utf-8") == b"unknown field(s): extra\\ud800"
+
+
+def test_what_travels_is_what_was_checked_even_if_the_caller_changes_the_payload_after():
+    payload = {"price": 1.5, "tags": ["a"]}
+    envelope = new_envelope("market.ticks", "tick", payload)
+    checked = envelope.to_json()
+    payload["price"] = float("nan")  # not JSON: the consumer would dead-letter it
+    payload["tags"].append("\ud800")  # not text
+    assert envelope.to_json() == checked
+    assert parse(envelope.to_json()).payload == {"price": 1.5, "tags": ["a"]}

@@ -19,7 +19,7 @@ import json
 import math
 import re
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -69,6 +69,9 @@ class Envelope:
     timestamp: datetime
     payload: dict[str, Any]
     key: str | None = None
+    # The wire form ``parse`` measured, kept: it is what travels, and encoding it
+    # again for the broker would cost as much as the whole check did.
+    _json: bytes | None = field(default=None, init=False, repr=False, compare=False)
 
     def as_dict(self) -> dict[str, Any]:
         data = {
@@ -83,7 +86,9 @@ class Envelope:
         return data
 
     def to_json(self) -> bytes:
-        return compact_json(self.as_dict()).encode()
+        if self._json is None:
+            object.__setattr__(self, "_json", compact_json(self.as_dict()).encode())
+        return self._json
 
 
 def new_envelope(
