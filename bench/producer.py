@@ -1,7 +1,7 @@
 """Producers with confirms: one at a time beside pipelined, for each way in, in one run.
 
     python bench/producer.py [--events 50000] [--baseline-events 5000] [--rounds 3] \
-        [--out bench/results/producer.json]
+        [--out bench/results/producer.json] [--profile FILE]
 
 Needs RabbitMQ (BENCH_BROKER_URL, default amqp://guest:guest@127.0.0.1:5672//).
 Every event is persistent and published with publisher confirms to a topology of
@@ -18,6 +18,9 @@ with the default window.
   file, is subtracted; the rate with it is shown too.
 * ingest: ``POST /api/v1/events`` with batches of ``--batch`` events to one
   gunicorn instance as deployed (one gevent worker), from ``--clients`` clients.
+
+``--profile FILE`` adds a pipelined round of the Python API, not counted,
+sampled by py-spy (folded stacks in FILE), and prints the heaviest functions.
 
 The two alternate for ``--rounds`` rounds and the median of each is reported.
 After each figure the queue must hold exactly the events the producer was told
@@ -39,6 +42,7 @@ import time
 from pathlib import Path
 
 import requests
+from common import Profile, print_heaviest
 from kombu import Connection
 from kombu import Producer as KombuProducer
 
@@ -56,6 +60,7 @@ from pulseboard.events.topology import Topology  # noqa: E402
 
 BROKER = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 TOPIC = "market.ticks"
+WINDOW = "PUBLISH_CONFIRM_WINDOW"
 BASELINE, PIPELINED = "1", str(load_config(base_env())["PUBLISH_CONFIRM_WINDOW"])
 
 
@@ -93,15 +98,18 @@ def checked(topology: Topology, accepted: int, seconds: float) -> float:
 # --- the Python API -----------------------------------------------------------------
 
 
-def python_api(topology: Topology, env: dict, count: int) -> float:
+def python_api(topology: Topology, env: dict, count: int, profile: Path | None = None) -> float:
     producer = Producer.from_config(load_config(env))
     try:
         producer.publish_envelopes(envelopes(1))  # connected and declared before the clock
         queued(topology)
         batch = envelopes(count)
+        profiler = Profile(os.getpid(), profile, rate=500) if profile else None
         started = time.perf_counter()
         accepted = len(producer.publish_envelopes(batch))
         seconds = time.perf_counter() - started
+        if profiler is not None:
+            profiler.stop()
     finally:
         producer.close()
     return checked(topology, accepted, seconds)
@@ -266,6 +274,11 @@ def measure(options) -> dict:
             topology, options.baseline_events
         )
         results["cli"]["one_process_per_event"] = cli_one_process_per_event(env)
+        if options.profile:  # a round of its own: the sampling is not in the figures
+            profiled = python_api(
+                topology, {**env, WINDOW: PIPELINED}, options.events, options.profile
+            )
+            print(f"  python pipelined, profiled: {profiled:,.0f} events/s", file=sys.stderr)
         queued(topology)
     return results
 
@@ -308,10 +321,13 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="concurrent ingest clients")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds per producer")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "producer.json")
+    parser.add_argument("--profile", type=Path, help="py-spy folded stacks of the Python API")
     options = parser.parse_args()
     started, load = time.time(), os.getloadavg()
     results = measure(options)
     print(table(results))
+    if options.profile:
+        print_heaviest(options.profile, "while the Python API published")
     document = {
         "bench": "producer",
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
