@@ -45,14 +45,17 @@ def choose_theme_in_settings(page, value: str) -> None:
 
 
 def save_preferences(page) -> None:
-    """Submit the preferences and wait for the server's answer: a context closed as
-    soon as the button is clicked may cancel the request before it is saved."""
+    """Submit the preferences and wait until the page they lead to has loaded: a
+    context closed while the POST or the settings page its redirect asks for is
+    still loading can hang in ``BrowserContext.close()``."""
     with page.expect_response(
         lambda response: response.url.endswith("/settings/preferences")
         and response.request.method == "POST"
     ) as answer:
         page.locator("form[action='/settings/preferences'] button[type=submit]").click()
-    assert answer.value.status in (200, 302, 303), answer.value.status
+    assert answer.value.status in (302, 303), answer.value.status
+    expect(page.get_by_text("Preferences saved.")).to_be_visible()
+    page.wait_for_load_state()
 
 
 def test_every_page_loads_without_csp_violations_or_script_errors(page, site):
