@@ -73,13 +73,18 @@ def test_events_the_broker_refuses_are_named_and_no_other(rabbitmq_url, topology
     try:
         with pytest.raises(PublishError) as refused:
             producer.publish_envelopes(envelopes)
+        # A refused channel is not used again: sending again starts on a fresh one.
+        dropped = producer._connection is None
+        kept = [m.properties["message_id"] for m in drain_queue(rabbitmq_url, full_after_room)]
+        again = producer.publish_envelopes(envelopes[ROOM : 2 * ROOM])  # room for ROOM
     finally:
         producer.close()
     assert refused.value.unconfirmed == [envelope.id for envelope in envelopes[ROOM:]]
     assert "70 of 120 events not confirmed" in str(refused.value)
     assert "basic.nack" in str(refused.value)
-    kept = [m.properties["message_id"] for m in drain_queue(rabbitmq_url, full_after_room)]
+    assert dropped
     assert kept == [envelope.id for envelope in envelopes[:ROOM]]
+    assert again == refused.value.unconfirmed[:ROOM]
 
 
 def test_the_ingest_api_answers_503_naming_the_unconfirmed_events_and_a_body_to_retry(

@@ -6,9 +6,11 @@ has confirmed every one, so a call that returns means every event is safely
 queued.  A window of 1 waits for each confirm before the next publish.  A lost
 connection is retried a bounded number of times (the unconfirmed events only,
 with the same ids: the log keeps an event once per topic and id); a refusal
-(``basic.nack``) is not.  Then ``PublishError`` names exactly the events the
-broker did not confirm; nothing is half-sent in silence.  The embedded buses
-have no confirms: there an event is taken once its publish returns.
+(``basic.nack``) is not, and the connection is dropped so that a call sending
+the refused events again starts on a fresh channel.  Then ``PublishError``
+names exactly the events the broker did not confirm; nothing is half-sent in
+silence.  The embedded buses have no confirms: there an event is taken once
+its publish returns.
 """
 
 from __future__ import annotations
@@ -161,6 +163,11 @@ class Producer:
         if confirms is None:
             return Attempt()
         refused, confirms.nacked = sorted(confirms.nacked), []
+        if refused:
+            # The next publish starts on a fresh channel: RabbitMQ keeps per channel
+            # how it reaches a quorum queue, and a channel that reached it while its
+            # leader was changing can go on refusing long after the queue is back.
+            self._reset()
         return Attempt(refused=refused)
 
     @staticmethod
