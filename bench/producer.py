@@ -61,7 +61,7 @@ from pulseboard.events.topology import Topology  # noqa: E402
 BROKER = os.environ.get("BENCH_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 TOPIC = "market.ticks"
 WINDOW = "PUBLISH_CONFIRM_WINDOW"
-BASELINE, PIPELINED = "1", str(load_config(base_env())["PUBLISH_CONFIRM_WINDOW"])
+BASELINE, PIPELINED = "1", str(load_config(base_env())[WINDOW])
 
 
 def event(n: int) -> dict:
@@ -262,7 +262,7 @@ def measure(options) -> dict:
             # them cannot make the ratio; the median round of each is reported.
             for _ in range(options.rounds):
                 for label, window in (("one_at_a_time", BASELINE), ("pipelined", PIPELINED)):
-                    value = figure({**env, "PUBLISH_CONFIRM_WINDOW": window}, counts[window])
+                    value = figure({**env, WINDOW: window}, counts[window])
                     samples[label].append(value)
                     print(f"  {name} {label}: {rate_of(value):,.0f} events/s", file=sys.stderr)
             results[name] = {label: median(values) for label, values in samples.items()}

@@ -136,6 +136,16 @@ def wheelhouse() -> Path:
         return wheels
 
 
+def _pid_inside(pid: int) -> int:
+    """``pid``'s number in the innermost PID namespace it is in, or 0 when that is
+    this machine's own (or the process is gone)."""
+    with contextlib.suppress(OSError):
+        status = Path(f"/proc/{pid}/status").read_text()
+        numbers = re.search(r"^NSpid:\s+(.*)$", status, re.MULTILINE).group(1).split()
+        return int(numbers[-1]) if len(numbers) > 1 else 0
+    return 0
+
+
 class Machine:
     """A copy of the cached root, booted; commands run inside with ``run``."""
 
@@ -203,11 +213,8 @@ class Machine:
                 capture_output=True, text=True, check=False,
             ).stdout.split()  # fmt: skip
             for child in map(int, children):
-                with contextlib.suppress(OSError):
-                    status = Path(f"/proc/{child}/status").read_text()
-                    ids = re.search(r"^NSpid:\s+(.*)$", status, re.MULTILINE)
-                    if ids and len(ids.group(1).split()) > 1 and ids.group(1).split()[-1] == "1":
-                        return child
+                if _pid_inside(child) == 1:
+                    return child
                 pending.append(child)
         return 0
 
