@@ -9,7 +9,8 @@ connection is the growth of the server process's RSS over its warmed-up RSS,
 divided by the connections that got ready.  Also prints how long the
 connections took to open and how many failed.  ``--connections 10000`` is the
 one-instance capacity check; ``--instances 2`` spreads the clients over two
-Pulseboard instances (RSS is then their sum).  ``--profile FILE`` samples the
+Pulseboard instances (RSS is then their sum).  ``--transport upgrade`` connects as a
+browser's page does: long-polling first, then upgraded to WebSocket.  ``--profile FILE`` samples the
 Pulseboard web worker with py-spy while the connections open and writes the
 folded stacks (one line per stack, ``;``-separated frames and a count) to FILE,
 with the heaviest frames printed.
@@ -36,13 +37,15 @@ WARM_UP_CLIENTS = 200
 SETTLE = 3.0  # seconds idle before reading the RSS
 
 
-def measure(server, connections: int, profile: Path | None = None) -> dict:
-    warm = Clients(server, WARM_UP_CLIENTS, seconds=1)
+def measure(
+    server, connections: int, profile: Path | None = None, transport: str = "websocket"
+) -> dict:
+    warm = Clients(server, WARM_UP_CLIENTS, seconds=1, transport=transport)
     warm.wait_ready()
     warm.close()
     time.sleep(SETTLE)
     before = sum(rss_kb(pid) for pid in server.web_pids)
-    group = Clients(server, connections, seconds=3600)
+    group = Clients(server, connections, seconds=3600, transport=transport)
     profiler = Profile(server.web_pids[0], profile) if profile else None
     try:
         started = time.monotonic()
@@ -57,6 +60,7 @@ def measure(server, connections: int, profile: Path | None = None) -> dict:
     return {
         "server": server.name,
         "instances": len(server.urls),
+        "transport": transport,
         "connections": connections,
         "connections_per_s": round(ready["ready"] / opened_in, 1),
         "ready": ready["ready"],
@@ -73,6 +77,10 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=2000)
     parser.add_argument("--servers", default=",".join(SERVERS))
     parser.add_argument("--instances", type=int, default=1, help="Pulseboard web instances")
+    parser.add_argument(
+        "--transport", choices=("websocket", "upgrade"), default="websocket",
+        help="WebSocket from the start, or long-polling first and then upgraded",
+    )  # fmt: skip
     parser.add_argument("--out", type=Path)
     parser.add_argument("--profile", type=Path, help="py-spy folded stacks of the opening")
     arguments = parser.parse_args()
@@ -82,7 +90,7 @@ def main() -> None:
         instances = arguments.instances if name == "pulseboard" else 1
         with server_named(name, instances) as server:
             profile = arguments.profile if name == "pulseboard" else None
-            rows.append(measure(server, arguments.connections, profile))
+            rows.append(measure(server, arguments.connections, profile, arguments.transport))
     if arguments.profile:
         print_heaviest(arguments.profile, "while opening")
     print(

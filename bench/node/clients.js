@@ -3,7 +3,9 @@
 //   node clients.js '{"url": ..., "cookie": ..., "count": 500, "topic": "market.ticks",
 //                     "transport": "websocket", "seconds": 10}'
 //
-// transport: "websocket", "polling", or "sse" (Server-Sent Events, Pulseboard only).
+// transport: "websocket", "polling", "upgrade" (long-polling first, then upgraded to
+// WebSocket, as a browser's page connects; ready once upgraded), or "sse" (Server-Sent
+// Events, Pulseboard only).
 //
 // Prints {"ready": n} once every client is subscribed, then waits for a line on
 // stdin (the start of the measured window), and SECONDS later prints one JSON
@@ -97,6 +99,11 @@ function openStream() {
 // At most WINDOW handshakes in flight, so a large count does not overflow the
 // server's accept queue.
 const WINDOW = 100;
+const TRANSPORTS = {
+  websocket: ["websocket"],
+  polling: ["polling"],
+  upgrade: ["polling", "websocket"],
+};
 let opened = 0;
 let pending = 0;
 function openMore() {
@@ -108,7 +115,7 @@ function openMore() {
       continue;
     }
     const socket = io(url + "/stream", {
-      transports: transport === "polling" ? ["polling"] : ["websocket"],
+      transports: TRANSPORTS[transport],
       extraHeaders: { Cookie: cookie, Origin: options.origin || url },
       reconnection: false,
       forceNew: true,
@@ -116,9 +123,15 @@ function openMore() {
     });
     socket.on("connect", () => {
       socket.emit("subscribe", { topics: [topic] }, (ack) => {
-        pending -= 1;
-        subscribed(ack);
-        openMore();
+        const done = (answer) => {
+          pending -= 1;
+          subscribed(answer);
+          openMore();
+        };
+        const engine = socket.io.engine;
+        if (transport !== "upgrade" || engine.transport.name === "websocket") return done(ack);
+        engine.once("upgrade", () => done(ack));
+        engine.once("upgradeError", () => done(null));
       });
     });
     socket.on("connect_error", () => {
