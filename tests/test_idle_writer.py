@@ -9,14 +9,11 @@ from __future__ import annotations
 
 import engineio
 import engineio.socket
-import gevent
-import gevent.queue
 import pytest
 from engineio import packet as eio_packet
 
-from pulseboard.stream import internals
 from pulseboard.stream.idle_writer import IdleWriter
-from pulseboard.stream.internals import LibraryInternalsMissing, WakingQueue, check_internals
+from pulseboard.stream.internals import WakingQueue
 
 
 class FakeWebSocket:
@@ -108,63 +105,3 @@ def test_a_failed_send_closes_the_websocket_and_ends_the_writing(eio_socket):
         eio_socket.send(message(text))
     tasks.run()
     assert websocket.sent == ["4a"] and websocket.closed and writer.stopped
-
-
-def test_engineio_writer_tasks_are_recognised():
-    server = engineio.Server(async_mode="threading")
-    socket = engineio.socket.Socket(server, "writer-check")
-    started = []
-    server.start_background_task = lambda target, *args: started.append(target) or Joined()
-    socket.queue.put(None)  # the writer's stop, so the handler's reader ends at once
-    socket._websocket_handler(ClosedWebSocket())
-    assert internals.is_writer_task(started[0])
-    assert internals.writer_task_parts(started[0])[0] is socket
-
-
-def test_a_missing_writer_task_stops_the_start(monkeypatch):
-    monkeypatch.setattr(internals, "WRITER_CODE", None)
-    with pytest.raises(LibraryInternalsMissing, match=r"python-engineio \S+: .*writer"):
-        check_internals()
-
-
-class Joined:
-    def join(self) -> None:
-        pass
-
-
-class ClosedWebSocket:
-    def wait(self):
-        return None
-
-    def close(self) -> None:
-        pass
-
-
-def test_the_queue_is_a_deque_until_someone_waits():
-    queue = WakingQueue()
-    queue.put("a")
-    assert (queue.qsize(), queue.get_nowait(), queue.empty()) == (1, "a", True)
-    with pytest.raises(gevent.queue.Empty):
-        queue.get_nowait()
-
-
-def test_a_waiting_get_takes_the_next_packet_or_times_out():
-    queue = WakingQueue()
-    gevent.spawn_later(0.01, queue.put, "late")
-    assert queue.get(timeout=1) == "late"
-    with pytest.raises(gevent.queue.Empty):
-        queue.get(timeout=0.01)
-
-
-def test_join_returns_once_every_packet_taken_is_done():
-    queue = WakingQueue()
-    queue.put("a")
-    queue.put(None)
-
-    def take_all():
-        while not queue.empty():
-            queue.get_nowait()
-            queue.task_done()
-
-    gevent.spawn_later(0.01, take_all)
-    assert queue.join(timeout=1) is True and queue.unfinished_tasks == 0

@@ -33,10 +33,11 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from importlib import metadata
-from types import CodeType, FunctionType, MethodType
+from types import MethodType
 
 import gevent.socket
 import socketio
+from engineio import exceptions as engineio_exceptions
 from engineio import packet as eio_packet
 from engineio.async_drivers._websocket_wsgi import SimpleWebSocketWSGI
 from engineio.base_socket import BaseSocket
@@ -224,30 +225,80 @@ def set_websocket_driver(eio_server, driver: type, queue: type | None = None) ->
     eio_server._async = drivers
 
 
-def _nested_code(function, name: str) -> CodeType | None:
-    """The code of the function ``name`` defined inside ``function``; None if it has none."""
-    found = [
-        const
-        for const in inspect.unwrap(function).__code__.co_consts
-        if isinstance(const, CodeType) and const.co_name == name
-    ]
-    return found[0] if len(found) == 1 else None
+# --- python-engineio: the WebSocket handler's steps, as messages arrive ----------------------
+#
+# ``Socket._websocket_handler`` serves a WebSocket by blocking on it for the
+# connection's whole life: under gevent a parked greenlet for each idle socket.
+# ``LeanWebSocket`` takes the same steps as each message arrives instead, with no
+# greenlet in between; these are the steps, as the handler takes them.
+
+PROBE = "probe"
+# The upgrade's answer to the client's probe ("2probe"), sent on the new WebSocket.
+PROBE_ANSWER = eio_packet.Packet(eio_packet.PONG, data=PROBE).encode()
 
 
-# The writer task ``Socket._websocket_handler`` starts: a closure over ``self`` (the
-# Engine.IO socket) and ``ws`` (the WebSocket wrapper).
-WRITER_CODE = _nested_code(EngineIOSocket._websocket_handler, "writer")
+def open_websocket(eio_socket: EngineIOSocket) -> bool:
+    """The handler's first step.  True when the socket was open on long-polling: an
+    upgrade, whose probe and upgrade packet come first (sends are held meanwhile)."""
+    if eio_socket.connected:
+        eio_socket.upgrading = True
+        return True
+    eio_socket.connected = True
+    eio_socket.upgraded = True
+    return False
 
 
-def is_writer_task(target) -> bool:
-    """Whether ``target`` is the writer ``Socket._websocket_handler`` starts."""
-    return type(target) is FunctionType and target.__code__ is WRITER_CODE
+def answer_probe(eio_socket: EngineIOSocket, message, send: Callable) -> bool:
+    """The upgrade's first message must be the probe: answer it on the WebSocket with
+    ``send``, and end the poll in progress.  False (the upgrade failed, the socket stays
+    on long-polling) for anything else."""
+    pkt = eio_packet.Packet(encoded_packet=message)
+    if pkt.packet_type != eio_packet.PING or pkt.data != PROBE:
+        logger = eio_socket.server.logger
+        logger.info("%s: Failed websocket upgrade, no PING packet", eio_socket.sid)
+        eio_socket.upgrading = False
+        return False
+    send(PROBE_ANSWER)
+    eio_socket.queue.put(eio_packet.Packet(eio_packet.NOOP))
+    return True
 
 
-def writer_task_parts(target) -> tuple[EngineIOSocket, object]:
-    """The Engine.IO socket and the WebSocket wrapper a writer task writes for."""
-    cells = dict(zip(target.__code__.co_freevars, target.__closure__, strict=True))
-    return cells["self"].cell_contents, cells["ws"].cell_contents
+def finish_upgrade(eio_socket: EngineIOSocket, message) -> bool:
+    """The upgrade's second message must be the upgrade packet: the socket is on WebSocket
+    from now on.  False (it stays on long-polling) for anything else."""
+    pkt = eio_packet.Packet(encoded_packet=message)
+    eio_socket.upgrading = False
+    eio_socket.upgraded = pkt.packet_type == eio_packet.UPGRADE
+    if not eio_socket.upgraded:
+        eio_socket.server.logger.info(
+            "%s: Failed websocket upgrade, expected UPGRADE packet, received %s instead.",
+            eio_socket.sid, message,
+        )  # fmt: skip
+    return eio_socket.upgraded
+
+
+def receive_message(eio_socket: EngineIOSocket, message) -> bool:
+    """Hand a message from the WebSocket to the socket, as the handler's loop does;
+    False when the loop would end (the socket is closed, or the packet broke it)."""
+    try:
+        eio_socket.receive(eio_packet.Packet(encoded_packet=message))
+    except engineio_exceptions.UnknownPacketError:
+        pass
+    except engineio_exceptions.SocketIsClosedError:
+        eio_socket.server.logger.info("Receive error -- socket is closed")
+        return False
+    except Exception:  # the handler's own catch-all: log it, end the connection properly
+        eio_socket.server.logger.exception("Unknown receive error")
+        return False
+    return True
+
+
+def close_after_websocket(eio_socket: EngineIOSocket, writer) -> None:
+    """The handler's last step, once the WebSocket is gone: stop the writer, wait for it,
+    and close the socket (its disconnect handlers run)."""
+    eio_socket.queue.put(None)
+    writer.join()
+    eio_socket.close(wait=False, abort=True, reason=eio_socket.server.reason.TRANSPORT_CLOSE)
 
 
 def socket_of_handler(handler) -> EngineIOSocket:
@@ -461,8 +512,16 @@ def probes() -> list[tuple[str, str, Callable[[], object]]]:
         ),
         (
             engineio_lib,
-            "Socket._websocket_handler's writer (over self and ws, polled, joined)",
-            _writer_task_parts,
+            "Socket._websocket_handler's steps (probe, upgrade, receive, close)",
+            _handler_steps,
+        ),
+        (
+            engineio_lib,
+            "Socket.connected, .upgraded, .receive(pkt), Server.reason.TRANSPORT_CLOSE",
+            lambda: isinstance(eio_socket.connected, bool)
+            and isinstance(eio_socket.upgraded, bool)
+            and _takes(EngineIOSocket.receive, "pkt")
+            and bool(server.eio.reason.TRANSPORT_CLOSE),
         ),
         (
             engineio_lib,
@@ -519,13 +578,16 @@ def probes() -> list[tuple[str, str, Callable[[], object]]]:
     return found
 
 
-def _writer_task_parts() -> bool:
+def _handler_steps() -> bool:
+    """The handler still takes the steps ``LeanWebSocket`` takes in its place."""
     handler = EngineIOSocket._websocket_handler
     return (
-        WRITER_CODE is not None
-        and set(WRITER_CODE.co_freevars) == {"self", "ws"}
-        and {"poll", "send", "encode", "close"} <= set(WRITER_CODE.co_names)
-        and _calls(handler, "start_background_task", "join")
+        _calls(handler, "connected", "upgrading", "upgraded", "receive", "close", "put", "join")
+        and _calls(handler, "PING", "PONG", "NOOP", "UPGRADE", "TRANSPORT_CLOSE")
+        and _calls(handler, "UnknownPacketError", "SocketIsClosedError")
+        and PROBE in _constants(handler.__code__.co_consts)
+        and hasattr(engineio_exceptions, "UnknownPacketError")
+        and hasattr(engineio_exceptions, "SocketIsClosedError")
     )
 
 

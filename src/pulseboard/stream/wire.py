@@ -13,14 +13,14 @@ server holding thousands of sockets should not:
   (``SharedPacket``/``WireText``) and each socket's writer sends those bytes.
 * Under gevent it keeps, per connection, the request's greenlet (parked deep
   in gunicorn and the WSGI stack, holding gunicorn's request objects), a
-  reader greenlet, a full wsproto connection with its handshake state, and a
-  greenlet that sleeps until the next ping.  ``LeanWebSocket`` answers the
-  handshake itself, lets the request end, and serves the connection from a
-  fresh, shallow greenlet on its own descriptor, reading frames with
-  wsproto's frame parser alone; ``Pinger`` sends every socket's pings from one
-  greenlet, and Engine.IO's writer is an ``IdleWriter``, a greenlet only while
-  packets wait in the queue.  An idle connection is then one small greenlet
-  and a few objects.
+  reader greenlet, a writer greenlet, a full wsproto connection with its
+  handshake state, and a greenlet that sleeps until the next ping.
+  ``LeanWebSocket`` answers the handshake itself, lets the request end, and
+  reads the connection on its own descriptor only when bytes arrive, with
+  wsproto's frame parser alone, taking Engine.IO's handler's steps itself;
+  ``Pinger`` sends every socket's pings from one greenlet, and Engine.IO's
+  writer is an ``IdleWriter``, a greenlet only while packets wait in the
+  queue.  An idle connection is then a watcher and a few objects: no greenlet.
 
 Anything that is not gunicorn's gevent worker, or that asks for compression
 (which ``LeanWebSocket`` does not speak), keeps the stock path, framed.
@@ -31,37 +31,49 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
+import logging
 import socket
 import struct
 import threading
 import time
 from collections import deque
 
+import gevent
 from engineio import packet as eio_packet
 from wsproto.frame_protocol import CloseReason, FrameProtocol, Opcode, ParseFailed
 
 from .idle_writer import IdleWriter
 from .internals import (
     WakingQueue,
+    answer_probe,
     cache_encoded,
+    close_after_websocket,
+    finish_upgrade,
     forget_server_socket,
     gunicorn_socket,
     has_simple_websocket,
     is_ping_task,
-    is_writer_task,
     nonblocking_socket,
+    open_websocket,
     queue_is_empty,
+    receive_message,
     send_frame,
     send_ping_now,
     set_websocket_driver,
     socket_of_handler,
     websocket_driver,
-    writer_task_parts,
 )
 
 # RFC 6455 1.3: the GUID appended to the client's key for Sec-WebSocket-Accept.
 WEBSOCKET_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 RECEIVE_BYTES = 4096
+# libev's readiness for reading, as gevent's loop.io() takes it.
+READ = 1
+# Where a LeanWebSocket is in Engine.IO's steps: an upgrade's probe expected, then its
+# upgrade packet; or open, each message handed to the Engine.IO socket.
+PROBING, UPGRADING, OPEN = "probing", "upgrading", "open"
+
+log = logging.getLogger(__name__)
 
 
 def lean_websocket(eio_sid: str) -> LeanWebSocket | None:
@@ -146,11 +158,15 @@ def framed_websocket(base: type, compression: bool) -> type:
 class LeanWebSocket:
     """Engine.IO's WebSocket transport for gunicorn's gevent worker, without compression.
 
-    It answers the handshake, then serves the connection from a greenlet of
-    its own.  Engine.IO calls it with its handler and drives it through ``wait()``
-    (the next message, or ``None`` once the connection is gone), ``send()``
-    and ``close()``.  Requests that did not come through gunicorn are passed
-    to ``fallback`` (the stock wrapper).
+    It answers the handshake and lets the request end.  From then on nothing waits
+    on the connection: a watcher on its descriptor starts a short task when bytes
+    arrive, which reads what is there, takes the steps Engine.IO's WebSocket handler
+    would take for each message (the upgrade's probe and upgrade packet, then each
+    packet handed to the Engine.IO socket), and ends.  Engine.IO's handler would
+    instead block on the connection for its whole life: a parked greenlet, with its
+    saved stack and a Python frame stack of its own, for every idle socket.
+    Requests that did not come through gunicorn are passed to ``fallback`` (the
+    stock wrapper), which Engine.IO drives through its handler.
     """
 
     fallback: type  # set by install()
@@ -158,12 +174,16 @@ class LeanWebSocket:
     __slots__ = (
         "app",
         "connected",
+        "eio_socket",
         "parts",
         "protocol",
         "raw",
         "server",
         "size",
         "sock",
+        "stage",
+        "watcher",
+        "writer",
         "writing",
     )
 
@@ -188,12 +208,11 @@ class LeanWebSocket:
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\nSec-WebSocket-Accept: " + accept + b"\r\n\r\n"
         )
-        # The connection lives on in a greenlet of its own, on a descriptor of its own:
-        # the request's greenlet (deep in gunicorn and the WSGI stack) and gunicorn's
-        # request objects are freed as soon as this returns, and gunicorn closes only
-        # its own descriptor.
+        # The connection lives on, on a descriptor of its own: the request's greenlet
+        # (deep in gunicorn and the WSGI stack) and gunicorn's request objects are freed
+        # as soon as this returns, and gunicorn closes only its own descriptor.
         self.sock = sock.dup()
-        self.raw = nonblocking_socket(self.sock)  # its send() never waits
+        self.raw = nonblocking_socket(self.sock)  # its send() and recv() never wait
         self.protocol = FrameProtocol(client=False, extensions=[])
         self.parts: list = []
         self.size = 0
@@ -202,38 +221,84 @@ class LeanWebSocket:
         # What Engine.IO keeps of the handshake request need not hold gunicorn's reader.
         environ["wsgi.input"] = io.BytesIO()
         forget_server_socket(environ)
-        self.server.start_background_task(self._serve)
+        self.eio_socket = socket_of_handler(self.app)
+        self.app = None  # the handler is not called: its steps are taken here
+        self.writer = None
+        if open_websocket(self.eio_socket):
+            self.stage = PROBING
+        else:
+            self._opened()
+        serving[self.eio_socket.sid] = self  # delivery may write through us directly
+        self.watcher = gevent.get_hub().loop.io(self.sock.fileno(), READ)
+        self.watcher.start(self._readable)
         # The connection is ours from the handshake on: gunicorn must not answer it too.
         raise StopIteration()
 
-    def _serve(self) -> None:
-        # Engine.IO's socket, whose handler this is: delivery may write through us directly.
-        eio_sid = socket_of_handler(self.app).sid
-        serving[eio_sid] = self
+    def _opened(self) -> None:
+        """On WebSocket for good: Engine.IO's writer is an ``IdleWriter``."""
+        self.stage = OPEN
+        self.writer = IdleWriter(self.eio_socket, self, self.server.start_background_task)
+
+    def _readable(self) -> None:
+        # Called by the event loop, where nothing may block: the reading is a task.
+        self.watcher.stop()
+        self.server.start_background_task(self._read)
+
+    def _read(self) -> None:
+        """Act on every message that has arrived; then wait for more, or, once the
+        connection is gone, end the socket as Engine.IO's handler does on its way out."""
         try:
-            self.app(self)
+            while self.connected:
+                message = self._next_message()
+                if message is not None:
+                    if self._take(message):
+                        continue
+                    break  # as the handler's loop: what ends next closes the WebSocket
+                if not self.connected:
+                    break
+                try:
+                    data = self.raw.recv(RECEIVE_BYTES)
+                except BlockingIOError:  # all read: the watcher wakes us for the next bytes
+                    self.watcher.start(self._readable)
+                    return
+                except OSError:
+                    data = b""
+                if not data:
+                    self.connected = False
+                    break
+                self.protocol.receive_bytes(data)
+        except Exception:  # never leave the Engine.IO socket open on a dead connection
+            log.exception("socket %s: reading failed", self.eio_socket.sid)
+        self._gone()
+
+    def _take(self, message) -> bool:
+        """One message, as Engine.IO's handler takes it; False ends the connection."""
+        if self.stage is OPEN:
+            return receive_message(self.eio_socket, message)
+        if self.stage is PROBING:
+            self.stage = UPGRADING
+            return answer_probe(self.eio_socket, message, self.send)
+        if finish_upgrade(self.eio_socket, message):
+            self._opened()
+            return True
+        return False
+
+    def _gone(self) -> None:
+        """The connection is over: end the Engine.IO socket's WebSocket (a failed upgrade
+        leaves the socket on long-polling), then let go of the descriptor."""
+        try:
+            if self.stage is not OPEN:
+                # Gone mid-upgrade (a proxy that lets the handshake through, then drops
+                # the connection): as the handler, which reads the end as a wrong packet,
+                # the upgrade fails and the socket goes on on long-polling.
+                self._take(None)
+            if self.writer is not None:  # its writer closes the WebSocket on the way
+                close_after_websocket(self.eio_socket, self.writer)
         finally:
             self.connected = False
-            serving.pop(eio_sid, None)
+            serving.pop(self.eio_socket.sid, None)
+            self.watcher.close()
             self.sock.close()
-
-    def wait(self):
-        """The next text or binary message; ``None`` once the connection is closed."""
-        while self.connected:
-            message = self._next_message()
-            if message is not None:
-                return message
-            if not self.connected:
-                break
-            try:
-                data = self.sock.recv(RECEIVE_BYTES)
-            except OSError:
-                data = b""
-            if not data:
-                self.connected = False
-                break
-            self.protocol.receive_bytes(data)
-        return None
 
     def _next_message(self):
         try:
@@ -295,12 +360,13 @@ class LeanWebSocket:
             self._end(CloseReason.NORMAL_CLOSURE, None)
 
     def _end(self, code, reason) -> None:
-        """Send a close frame (once), then stop reading: ``wait()`` returns ``None``."""
+        """Send a close frame (once), then stop reading: the descriptor's shutdown wakes
+        the watcher, and the reading task finds the connection over."""
         was_connected, self.connected = self.connected, False
         if was_connected:
             try:
                 self._write(self.protocol.close(code, reason))
-                self.sock.shutdown(socket.SHUT_RDWR)  # wakes a wait() blocked in recv
+                self.sock.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
 
@@ -335,14 +401,9 @@ class Pinger:
         self._start_task = eio_server.start_background_task
 
     def start_background_task(self, target, *args, **kwargs):
-        """The server's own, except that a socket's ping task joins the queue, and the
-        writer of a ``LeanWebSocket`` is an ``IdleWriter``."""
+        """The server's own, except that a socket's ping task joins the queue."""
         if not args and is_ping_task(target):
             return self.schedule(target.__self__)
-        if not args and is_writer_task(target):
-            eio_socket, websocket = writer_task_parts(target)
-            if isinstance(websocket, LeanWebSocket):
-                return IdleWriter(eio_socket, websocket, self._start_task)
         return self._start_task(target, *args, **kwargs)
 
     def schedule(self, socket) -> None:
