@@ -222,3 +222,48 @@ def test_pings_come_on_time_and_a_silent_client_is_closed(tmp_path):
         finally:
             answering.shutdown()
             silent.shutdown()
+
+
+def test_a_namespace_connected_again_on_the_same_connection_is_still_signed_in(site):
+    """What a connection keeps of its first request is cut down once it has connected
+    (stream/kept_environ.py): its events, and a second connect on it, still work."""
+    browser = signed_in_session(site["url"], "bob@example.com")
+    cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
+    port = site["url"].rsplit(":", 1)[1]
+    ws = websocket.create_connection(
+        f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket",
+        origin=site["url"],
+        cookie=cookie,
+        header=["User-Agent: " + "a browser's user agent " * 8, "Accept-Language: en"],
+        timeout=5,
+    )
+    try:
+        assert ws.recv().startswith("0{")
+        for attempt in (1, 2):
+            ws.send("40/stream,")
+            assert next_socketio(ws).startswith("0/stream,{"), f"connect {attempt} refused"
+            ws.send(f'42/stream,{attempt}["subscribe",{{"topics":["market.ticks"]}}]')
+            answer = next_socketio(ws)
+            assert answer.startswith(f"3/stream,{attempt}[")
+            assert json.loads(answer.split(",", 1)[1][1:])[0]["ok"] is True
+            if attempt == 1:
+                ws.send("41/stream,")  # leave the namespace; the connection stays
+        [event_id] = ingest(
+            site["url"], site["token"], [{"topic": "market.ticks", "type": "tick", "payload": {}}]
+        )
+        while not (message := next_socketio(ws)).startswith('2/stream,["events"'):
+            pass
+        assert json.loads(message.split(",", 1)[1])[1][0]["id"] == event_id
+    finally:
+        ws.close()
+        browser.close()
+
+
+def next_socketio(ws: websocket.WebSocket) -> str:
+    """The next Socket.IO packet (Engine.IO's "4" taken off), answering pings on the way."""
+    while True:
+        message = ws.recv()
+        if message == "2":
+            ws.send("3")
+        elif message.startswith("4"):
+            return message[1:]

@@ -35,6 +35,7 @@ from ..metrics.sockets import gauges
 from .access import may_read
 from .admission import TOO_MANY_JOINING, JoinGate, begin_join, finish_join
 from .guard import token_binding
+from .kept_environ import keep_for_events
 from .names import EVENTS, NAMESPACE, session_room, token_room, topic_room, user_room
 from .repair import checker
 from .replay import NotReading, SharedRead, replay
@@ -57,12 +58,18 @@ class StreamNamespace(Namespace):
         self.gate = gate
 
     def trigger_event(self, event, *args):
+        if event != "connect":
+            return super().trigger_event(event, *args)
         # python-socketio calls connect with (sid, environ, auth): the place is taken
         # before Flask-SocketIO reads the session, so a refusal costs no database work.
-        if event == "connect" and not begin_join(self.gate, args[1]):
+        environ = args[1]
+        if not begin_join(self.gate, environ):
             log.info("socket %s: joining refused (%d joining)", args[0], len(self.gate))
             raise ConnectionRefusedError(TOO_MANY_JOINING, {"retry": True})
-        return super().trigger_event(event, *args)
+        try:
+            return super().trigger_event(event, *args)
+        finally:
+            keep_for_events(environ)  # kept for the connection's life: only what events read
 
     def on_connect(self, auth=None):
         try:
