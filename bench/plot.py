@@ -65,6 +65,7 @@ def memory_per_connection(rows: list[dict], path: Path) -> None:
     values = [row["kb_per_connection"] for row in rows]
     bars = axes.bar(names, values, color=[COLOURS.get(name, "grey") for name in names])
     axes.bar_label(bars, fmt="%.0f KB")
+    axes.set_ylim(0, max(values) * 1.15)  # room for the tallest bar's label
     axes.set_title(f"Server memory per idle WebSocket ({rows[0]['connections']} connections)")
     axes.set_ylabel("KB of RSS per connection")
     figure.tight_layout()
