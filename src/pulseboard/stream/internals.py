@@ -100,28 +100,36 @@ class WakingQueue:
 
     It does what Engine.IO and delivery use of gevent's ``JoinableQueue`` (``put``,
     ``get`` with a timeout, ``get_nowait``, ``task_done``, ``join``, ``qsize``,
-    ``empty``, the ``queue`` deque behind it), and is nothing but that deque while no
-    one waits on it: gevent's holds three deques and an event from the start, about
-    3.7 KB for each socket.
+    ``empty``, the ``queue`` of what waits), and holds nothing while nothing waits:
+    gevent's holds three deques and an event from the start, about 3.7 KB for each
+    socket, and even an empty deque takes 760 bytes.  Most packets never wait
+    (delivery writes straight to an idle socket), so most sockets' queues are empty.
     """
 
-    __slots__ = ("_arrived", "_done", "queue", "unfinished_tasks", "waker")
+    __slots__ = ("_arrived", "_done", "_items", "unfinished_tasks", "waker")
 
     def __init__(self):
-        self.queue: deque = deque()
+        self._items: deque | None = None  # made by a put, let go once emptied
         self.unfinished_tasks = 0
         self.waker: Callable[[], None] | None = None
         self._arrived: Event | None = None  # once a get() has waited (long-polling)
         self._done: Event | None = None  # once a join() has waited (a server-side close)
 
+    @property
+    def queue(self) -> deque | tuple:
+        """What waits, oldest first."""
+        return () if self._items is None else self._items
+
     def qsize(self) -> int:
-        return len(self.queue)
+        return 0 if self._items is None else len(self._items)
 
     def empty(self) -> bool:
-        return not self.queue
+        return not self._items
 
     def put(self, item, block=True, timeout=None) -> None:
-        self.queue.append(item)
+        if self._items is None:
+            self._items = deque()
+        self._items.append(item)
         self.unfinished_tasks += 1
         if self._done is not None:
             self._done.clear()
@@ -131,18 +139,21 @@ class WakingQueue:
             self.waker()
 
     def get(self, block=True, timeout=None):
-        if block and not self.queue:
+        if block and not self._items:
             self._wait_for_item(timeout)
-        if not self.queue:
+        if not self._items:
             raise Empty
-        return self.queue.popleft()
+        item = self._items.popleft()
+        if not self._items:
+            self._items = None
+        return item
 
     def get_nowait(self):
         return self.get(block=False)
 
     def _wait_for_item(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
-        while not self.queue:
+        while not self._items:
             if self._arrived is None:
                 self._arrived = Event()
             self._arrived.clear()
