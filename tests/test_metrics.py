@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import secrets
+import subprocess
+import sys
 
 import pytest
 import requests
@@ -338,3 +340,33 @@ def test_a_socket_that_upgrades_after_connecting_moves_to_websocket():
     assert (count("polling") - before[0], count("websocket") - before[1]) == (0, 1)
     gauges.disconnected("sid-1")
     assert (count("polling") - before[0], count("websocket") - before[1]) == (0, 0)
+
+
+def test_first_uses_from_two_threads_at_once_make_one_set_of_metrics():
+    # A request and a background task (the loop-lag probe) may both be first.
+    script = """
+import threading
+from pulseboard import metrics
+
+start = threading.Barrier(8)
+made, errors = [], []
+
+def first_use():
+    start.wait()
+    try:
+        made.append(metrics.get())
+    except Exception as error:
+        errors.append(repr(error))
+
+threads = [threading.Thread(target=first_use) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(len({id(m) for m in made}), errors)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1 []"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Sequence
 
@@ -48,6 +49,8 @@ class _Storage:
 
 _storage = _Storage()
 _metrics = None
+# Two threads' first uses (a request and a background task) must not both register.
+_making = threading.Lock()
 
 
 def configure(multiprocess_dir: str | None) -> None:
@@ -189,19 +192,26 @@ class Metrics:
 def get() -> Metrics:
     """This process's metrics, made on first use in the storage chosen by ``configure``."""
     global _metrics
-    if _metrics is None:
-        from prometheus_client import values
-
-        # prometheus_client picks its storage when imported; choose it explicitly
-        # here, so a PROMETHEUS_MULTIPROC_DIR read from .env counts as well.
-        if _storage.multiprocess_dir:
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = _storage.multiprocess_dir
-            if values.ValueClass is values.MutexValue:
-                values.ValueClass = values.MultiProcessValue()
-        else:
-            values.ValueClass = values.MutexValue
-        _metrics = Metrics()
+    if _metrics is not None:
+        return _metrics
+    with _making:
+        if _metrics is None:
+            _metrics = _made()
     return _metrics
+
+
+def _made() -> Metrics:
+    from prometheus_client import values
+
+    # prometheus_client picks its storage when imported; choose it explicitly
+    # here, so a PROMETHEUS_MULTIPROC_DIR read from .env counts as well.
+    if _storage.multiprocess_dir:
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = _storage.multiprocess_dir
+        if values.ValueClass is values.MutexValue:
+            values.ValueClass = values.MultiProcessValue()
+    else:
+        values.ValueClass = values.MutexValue
+    return Metrics()
 
 
 # --- Recording, one call per place in the code --------------------------------
