@@ -5,7 +5,9 @@
 //
 // transport: "websocket", "polling", "upgrade" (long-polling first, then upgraded to
 // WebSocket, as a browser's page connects; ready once upgraded), or "sse" (Server-Sent
-// Events, Pulseboard only).
+// Events, Pulseboard only).  On long-polling each client keeps its HTTP connections
+// alive between polls, as a browser does; "polling-close" opens a connection for
+// every request instead (socket.io-client's default on Node.js).
 //
 // Prints {"ready": n} once every client is subscribed, then waits for a line on
 // stdin (the start of the measured window), and SECONDS later prints one JSON
@@ -103,9 +105,14 @@ const TRANSPORTS = {
   websocket: ["websocket"],
   polling: ["polling"],
   upgrade: ["polling", "websocket"],
+  "polling-close": ["polling"],
 };
 let opened = 0;
 let pending = 0;
+function keptAlive() {
+  // A poll and a send can be in flight at once: two connections a client.
+  return new http.Agent({ keepAlive: true, maxSockets: 2 });
+}
 function openMore() {
   while (pending < WINDOW && opened < count) {
     opened += 1;
@@ -119,6 +126,8 @@ function openMore() {
       extraHeaders: { Cookie: cookie, Origin: options.origin || url },
       reconnection: false,
       forceNew: true,
+      // A poll and a send can be in flight at once: two kept-alive connections.
+      agent: transport === "polling" || transport === "upgrade" ? keptAlive() : false,
       timeout: 60000,
     });
     socket.on("connect", () => {
