@@ -107,6 +107,7 @@ def init_socketio(app: Flask) -> None:
     from .stream.admission import HandshakeShedding, JoinGate, LoopLag
     from .stream.backpressure import QueueLimits
     from .stream.delivery import LocalStreamManager, QueueStreamManager
+    from .stream.engine_route import SocketIORoute
     from .stream.guard import SessionBoundSockets
     from .stream.internals import check_internals
     from .stream.namespace import register as register_stream
@@ -139,6 +140,7 @@ def init_socketio(app: Flask) -> None:
     gate = JoinGate(config["STREAM_JOIN_CONCURRENCY"], config["STREAM_JOIN_TIMEOUT"])
     register_stream(socketio, gate)
     register_admin_namespace(socketio)
+    app.wsgi_app = SocketIORoute(app.wsgi_app, socketio.server, app)
     app.wsgi_app = SessionBoundSockets(app.wsgi_app, config["SESSION_COOKIE_NAME"])
     # A body Engine.IO would choke on is refused before anything reads it.
     app.wsgi_app = PollingBodyGuard(app.wsgi_app, config["STREAM_MAX_MESSAGE_BYTES"])

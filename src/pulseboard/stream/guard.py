@@ -15,8 +15,9 @@ token, is refused.
 
 from __future__ import annotations
 
-from http.cookies import SimpleCookie
 from urllib.parse import parse_qs
+
+from werkzeug.http import parse_cookie
 
 from ..api.tokens import hash_token
 from ..sessions import store_id
@@ -53,11 +54,9 @@ class SessionBoundSockets:
         return presented == expected
 
     def _session_key(self, environ) -> str | None:
-        cookie = SimpleCookie(environ.get("HTTP_COOKIE", ""))
-        morsel = cookie.get(self.cookie_name)
-        if morsel is None:
-            return None
-        return store_id(morsel.value)
+        # Read as Flask reads it for the session itself: one parser, one answer.
+        sid = parse_cookie(environ).get(self.cookie_name)
+        return store_id(sid) if sid is not None else None
 
     def _token_key(self, environ) -> str | None:
         scheme, _, clear = environ.get("HTTP_AUTHORIZATION", "").partition(" ")

@@ -1,0 +1,30 @@
+"""Socket.IO's requests handed straight to its server, not through Engine.IO's WSGI app.
+
+Flask-SocketIO puts python-engineio's ``WSGIApp`` in front of Flask.  Under
+gunicorn that app defines a class on every request, a wrapper of gunicorn's
+socket for eventlet's WebSocket, which gevent never uses.  A long-polling
+client makes a request for every batch it receives, and making that class was
+the largest single cost of a poll: 15% of the web worker's samples with 1,000
+polling clients (``bench/delivery.py --transports polling --profile``).
+
+``SocketIORoute`` does what the two wrappers do for a ``/socket.io/`` request,
+through the server's public entry point: it names the Flask app in the environ
+(Flask-SocketIO's handlers push its context from there) and calls
+``handle_request``.  Any other path goes on to the app it wraps, unchanged.
+"""
+
+from __future__ import annotations
+
+
+class SocketIORoute:
+    def __init__(self, wsgi_app, server, flask_app, path: str = "/socket.io/"):
+        self.wsgi_app = wsgi_app
+        self.server = server
+        self.flask_app = flask_app
+        self.path = path
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "").startswith(self.path):
+            environ["flask.app"] = self.flask_app
+            return self.server.handle_request(environ, start_response)
+        return self.wsgi_app(environ, start_response)
