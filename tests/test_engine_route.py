@@ -7,6 +7,8 @@ import socket
 
 from werkzeug.test import EnvironBuilder
 
+from pulseboard.extensions import socketio
+
 
 def call(app, path: str, **environ) -> tuple[str, bytes, dict]:
     """One request through the whole WSGI stack, as gunicorn hands it over."""
@@ -28,12 +30,17 @@ def test_a_polling_handshake_is_answered_by_socketio_with_the_flask_app_named(ap
         )
     assert status.startswith("200")
     assert body.startswith(b"0")
-    assert "websocket" in json.loads(body[1:])["upgrades"]
-    # Flask-SocketIO's handlers push the app's context from this key.
-    assert environ["flask.app"] is app
-    # Engine.IO's WSGI app wraps gunicorn's socket for eventlet on every request; the
-    # route does not go through it.
-    assert "eventlet.input" not in environ
+    opened = json.loads(body[1:])
+    assert "websocket" in opened["upgrades"]
+    # What Socket.IO keeps for the connection names the app: Flask-SocketIO's
+    # handlers push its context from there.
+    kept = socketio.server.environ[opened["sid"]]
+    assert kept["flask.app"] is app
+    # It is a copy: the server's own environ is left as it was, and Engine.IO's WSGI
+    # app (which wraps gunicorn's socket for eventlet on every request) was not used.
+    assert kept is not environ
+    assert "flask.app" not in environ
+    assert "eventlet.input" not in environ and "eventlet.input" not in kept
 
 
 def test_other_paths_still_reach_flask(app):

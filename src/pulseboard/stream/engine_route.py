@@ -8,9 +8,11 @@ the largest single cost of a poll: 15% of the web worker's samples with 1,000
 polling clients (``bench/delivery.py --transports polling --profile``).
 
 ``SocketIORoute`` does what the two wrappers do for a ``/socket.io/`` request,
-through the server's public entry point: it names the Flask app in the environ
-(Flask-SocketIO's handlers push its context from there) and calls
-``handle_request``.  Any other path goes on to the app it wraps, unchanged.
+through the server's public entry point: it names the Flask app in a copy of the
+environ (Flask-SocketIO's handlers push its context from there; Socket.IO keeps
+that copy for the connection's life and trims it, and gunicorn's own stays whole
+for its access log) and calls ``handle_request``.  Any other path goes on to the
+app it wraps, unchanged.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class SocketIORoute:
 
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO", "").startswith(self.path):
-            environ["flask.app"] = self.flask_app
-            return self.server.handle_request(environ, start_response)
+            return self.server.handle_request(
+                {**environ, "flask.app": self.flask_app}, start_response
+            )
         return self.wsgi_app(environ, start_response)
