@@ -126,6 +126,7 @@ function openMore() {
       extraHeaders: { Cookie: cookie, Origin: options.origin || url },
       reconnection: false,
       forceNew: true,
+      // A poll and a send can be in flight at once: two kept-alive connections.
       agent: transport === "polling" || transport === "upgrade" ? keptAlive() : false,
       timeout: 60000,
     });

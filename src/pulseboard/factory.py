@@ -124,9 +124,6 @@ def init_socketio(app: Flask) -> None:
     manager.limits = QueueLimits(
         packets=config["STREAM_MAX_QUEUED_PACKETS"], bytes=config["STREAM_MAX_QUEUED_KB"] * 1024
     )
-    # Flask-SocketIO wraps this in python-engineio's WSGIApp; SocketIORoute takes that
-    # wrapper's place below, in front of the same app.
-    flask_wsgi_app = app.wsgi_app
     socketio.init_app(
         app,
         async_mode=async_mode(),
@@ -143,7 +140,7 @@ def init_socketio(app: Flask) -> None:
     gate = JoinGate(config["STREAM_JOIN_CONCURRENCY"], config["STREAM_JOIN_TIMEOUT"])
     register_stream(socketio, gate)
     register_admin_namespace(socketio)
-    app.wsgi_app = SocketIORoute(flask_wsgi_app, socketio.server, app)
+    app.wsgi_app = SocketIORoute(app.wsgi_app, socketio.server, app)
     app.wsgi_app = SessionBoundSockets(app.wsgi_app, config["SESSION_COOKIE_NAME"])
     # A body Engine.IO would choke on is refused before anything reads it.
     app.wsgi_app = PollingBodyGuard(app.wsgi_app, config["STREAM_MAX_MESSAGE_BYTES"])

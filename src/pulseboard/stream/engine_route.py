@@ -7,21 +7,19 @@ client makes a request for every batch it receives, and making that class was
 the largest single cost of a poll: 15% of the web worker's samples with 1,000
 polling clients (``bench/delivery.py --transports polling --profile``).
 
-``SocketIORoute`` takes the two wrappers' place, so pages skip them too.  For a
-``/socket.io/`` request it does what they do, through the server's public entry
-point: it names the Flask app in a copy of the environ (Flask-SocketIO's
-handlers push its context from there; Socket.IO keeps that copy for the
-connection's life and trims it, and gunicorn's own stays whole for its access
-log) and calls ``handle_request``.  Any other path goes to the Flask app.
+``SocketIORoute`` does what the two wrappers do for a ``/socket.io/`` request,
+through the server's public entry point: it names the Flask app in a copy of the
+environ (Flask-SocketIO's handlers push its context from there; Socket.IO keeps
+that copy for the connection's life and trims it, and gunicorn's own stays whole
+for its access log) and calls ``handle_request``.  Any other path goes on to the
+app it wraps, unchanged.
 """
 
 from __future__ import annotations
 
-from ..sessions import SOCKETIO_PATH
-
 
 class SocketIORoute:
-    def __init__(self, wsgi_app, server, flask_app, path: str = SOCKETIO_PATH):
+    def __init__(self, wsgi_app, server, flask_app, path: str = "/socket.io/"):
         self.wsgi_app = wsgi_app
         self.server = server
         self.flask_app = flask_app
