@@ -23,7 +23,7 @@ from pulseboard.events.producer import Producer
 
 from .browser import PageProblems, sign_in
 from .servers import free_port
-from .streaming import rabbitmq_site, signed_in_session
+from .streaming import StreamClient, rabbitmq_site, signed_in_session
 
 pytestmark = pytest.mark.browser
 
@@ -132,6 +132,74 @@ def test_a_built_dashboard_fills_from_history_and_continues_live_without_a_seam(
     expect(number.locator(".widget-value")).to_have_text("145")
     expect(rate.locator(".widget-value")).to_have_text("9.2")  # 46 in 5 minutes
     context.close()
+    assert problems.messages == []
+
+
+BUSY_MS = 5000  # the page's script stays busy this long, its socket's messages queued
+
+
+def test_a_widget_joining_a_topic_a_narrower_filter_streams_still_gets_every_event(browser, site):
+    """Widgets start as their history arrives, so one with a key filter may have the
+    server streaming the topic before one without joins.  Here the second joins while
+    an event the first takes is on its way to the page: the server will not send that
+    one again, and it skipped the one before it (another key).  The second widget
+    must still get both, once each and in order."""
+    witness = StreamClient(site["url"], signed_in_session(site["url"], "bob@example.com"))
+    context, page, problems = new_page(browser, site, "bob@example.com")
+    try:
+        # In the same room as the page's socket, with the same filter: it gets each
+        # round the page's socket gets, as it is sent.
+        assert witness.call("subscribe", {"topics": [TOPIC], "keys": ["K0"]})["ok"]
+        page.goto(f"{site['url']}/dashboards/")
+        page.wait_for_function("() => window.Pulseboard.stream.transport === 'websocket'")
+        publish(site, 300, key="K0")
+        start = witness.wait_for_events(1)[-1]["seq"]  # where both widgets' history ends
+        page.evaluate(
+            """([topic, since]) => {
+                window.narrow = [];
+                window.wide = [];
+                window.Pulseboard.stream.subscribe({
+                  topics: [topic], keys: ["K0"], since: {[topic]: since},
+                  onEvents: (events) => window.narrow.push(...events.map((e) => e.payload.n)),
+                });
+            }""",
+            [TOPIC, start],
+        )
+        page.wait_for_function("t => window.Pulseboard.stream.subscribed.includes(t)", arg=TOPIC)
+
+        sent = {}
+
+        def publish_while_the_page_is_busy():
+            time.sleep(0.5)
+            publish(site, 301, key="K2")  # skipped by the narrow filter
+            publish(site, 302, key="K0")  # taken by it: sent, and waiting at the page
+            witness.wait_for_events(2, timeout=BUSY_MS / 1000)
+            sent["at"] = time.monotonic()
+
+        worker = threading.Thread(target=publish_while_the_page_is_busy)
+        worker.start()
+        page.evaluate(
+            """([topic, since, ms]) => {
+                const end = Date.now() + ms;
+                while (Date.now() < end) {}  // busy: the socket's messages wait
+                window.Pulseboard.stream.subscribe({
+                  topics: [topic], since: {[topic]: since},
+                  onEvents: (events) => window.wide.push(...events.map((e) => e.payload.n)),
+                });
+            }""",
+            [TOPIC, start, BUSY_MS],
+        )
+        joined = time.monotonic()
+        worker.join(10)
+        assert sent.get("at", joined) < joined, "event 302 was not sent while the page was busy"
+
+        with contextlib.suppress(Exception):  # then compare whatever arrived
+            page.wait_for_function("() => window.wide.length >= 2", timeout=5000)
+        assert page.evaluate("() => window.wide") == [301, 302]
+        assert page.evaluate("() => window.narrow") == [302]
+    finally:
+        witness.close()
+        context.close()
     assert problems.messages == []
 
 

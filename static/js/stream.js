@@ -48,7 +48,7 @@
   const listeners = new Map(); // name -> Set of callbacks
   const seqByTopic = new Map(); // topic -> highest seq delivered (dedupe)
   const startsAt = new Set(); // topics whose position a script gave, none delivered since
-  let sent = new Set(); // topics asked of the server on this connection
+  let sent = new Map(); // topic -> filter last asked of the server on this connection
   let catchUps = []; // {handle, topic, after}: history a late script still needs
   let held = new Map(); // topic -> filter key the server holds for this connection
   let generation = 0; // bumped on every connect: stale acks are ignored
@@ -149,15 +149,18 @@
     for (const [topic, seq] of Object.entries(options.since || {})) {
       if (!handle.topics.includes(topic) || typeof seq !== "number") continue;
       const current = seqByTopic.get(topic);
-      if (current === undefined || (startsAt.has(topic) && !sent.has(topic) && seq < current)) {
+      const asked = sent.get(topic);
+      if (!asked && (current === undefined || (startsAt.has(topic) && seq < current))) {
         // Not asked of the server yet: the subscription starts right after the lowest
         // position any script gave, and each script drops what it already has.
         seqByTopic.set(topic, seq);
         startsAt.add(topic);
-      } else if (seq < current) {
-        // The server already streams this topic from a later point, perhaps through a
-        // narrower filter: once it holds this script's filter too, the difference comes
-        // from the log, and what arrives meanwhile waits so the script gets it in order.
+      } else if (current === undefined || seq < current || (asked && !covers(asked, handle))) {
+        // The server already streams this topic, from a later point or through a
+        // narrower filter (whose events may still be on their way: the server will not
+        // send again what it sent, and events the old filter skipped are not ours by
+        // then): once it holds this script's filter too, the difference comes from the
+        // log, and what arrives meanwhile waits so the script gets it in order.
         handle.waiting = handle.waiting || [];
         catchUps.push({ handle, topic, after: seq });
       }
@@ -165,6 +168,13 @@
     // Scripts on one page register together as it loads: one round of messages.
     scheduleSync(0);
     return handle;
+  }
+
+  /* Whether a filter ({types, keys}, null meaning any) passes all a handle asks for. */
+  function covers(filter, handle) {
+    const within = (outer, inner) =>
+      outer === null || (inner !== null && inner.every((item) => outer.includes(item)));
+    return within(filter.types, handle.types) && within(filter.keys, handle.keys);
   }
 
   function union(a, b) {
@@ -260,7 +270,7 @@
     if (filter.keys) request.keys = filter.keys;
     const since = positions(topics);
     if (Object.keys(since).length) request.since = since;
-    topics.forEach((topic) => sent.add(topic));
+    topics.forEach((topic) => sent.set(topic, filter));
     let ack = await call("subscribe", request);
     if (ack && !ack.ok && /ahead of the log/.test(ack.error || "")) {
       // The event log was reset under us: start again from its present.
@@ -352,7 +362,7 @@
     const before = (seqByTopic.get(topic) || 0) + 1;
     const found = [];
     let from = after;
-    for (;;) {
+    while (before > from + 1) {
       let ack;
       try {
         ack = await call("fill", { topic, after: from, before });
@@ -405,7 +415,7 @@
   socket.on("connect", () => {
     generation += 1;
     held = new Map();
-    sent = new Set();
+    sent = new Map();
     everConnected = true;
     setTransport(socket.io.engine.transport.name);
     setState("connected");
