@@ -197,6 +197,7 @@ def pulseboard(instances: int = 1, restartable: bool = False, **settings: str):
         server.env = env
         server.log_dir = tmp
         server.feed = lambda rate, seconds: feed_pulseboard(env, rate, seconds)
+        server.socketio_channel = config["SOCKETIO_CHANNEL"]
         if restartable:
 
             def restart() -> None:
@@ -333,9 +334,10 @@ def node_reference(round_ms: int = 0):
 
 
 @contextlib.contextmanager
-def server_named(name: str, instances: int = 1):
+def server_named(name: str, instances: int = 1, settings: dict[str, str] | None = None):
+    """A server under test; ``settings`` are Pulseboard's (its web instances and consumer)."""
     if name == "pulseboard":
-        with pulseboard(instances) as server:
+        with pulseboard(instances, **(settings or {})) as server:
             yield server
     elif instances != 1:
         raise SystemExit(f"{name}: only one instance")
@@ -411,6 +413,69 @@ class Clients:
         for process in self.processes:
             if process.poll() is None:
                 process.kill()
+
+
+def tap_emitted(channel: str, window, stop, results) -> None:
+    """Each event's age as it reaches Socket.IO's fanout exchange (stored by the
+    consumer, on its way to the web instances), while ``window`` is set."""
+    from datetime import datetime
+
+    from kombu import Consumer, Exchange, Queue
+
+    histogram: Counter[int] = Counter()
+    queue = Queue(
+        f"bench-tap.{channel}",
+        Exchange(channel, type="fanout", durable=False),
+        exclusive=True,
+        durable=False,
+    )
+
+    def on_message(message):
+        now = time.time()
+        if window.is_set():
+            # One "events" message per topic and batch: its arguments, the first the batch.
+            data = json.loads(message.body).get("data") or [[]]
+            for event in data[0] if isinstance(data[0], list) else []:
+                sent = datetime.fromisoformat(event["timestamp"]).timestamp()
+                histogram[int((now - sent) * 1000)] += 1
+        message.ack()
+
+    with Connection(BROKER) as connection, Consumer(connection, [queue], on_message=on_message):
+        results.put("ready")
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                connection.drain_events(timeout=0.2)
+    results.put(dict(histogram))
+
+
+class EmittedTap:
+    """``tap_emitted`` in a process of its own: the consumer's share of the latency
+    (producer → RabbitMQ → consumer → event log → Socket.IO's exchange), beside the
+    clients' whole latency.  The rest is the web instance's and the clients' share."""
+
+    def __init__(self, channel: str):
+        import multiprocessing
+
+        context = multiprocessing.get_context("spawn")
+        self.window, self.stop = context.Event(), context.Event()
+        self.results = context.Queue()
+        self.process = context.Process(
+            target=tap_emitted, args=(channel, self.window, self.stop, self.results), daemon=True
+        )
+        self.process.start()
+        if self.results.get(timeout=60) != "ready":
+            raise RuntimeError("the tap did not start")
+
+    def open(self) -> None:
+        self.window.set()
+
+    def close(self) -> dict:
+        """The latency percentiles seen while the window was open."""
+        self.window.clear()
+        self.stop.set()
+        histogram = Counter({int(ms): n for ms, n in self.results.get(timeout=30).items()})
+        self.process.join(10)
+        return percentiles(histogram)
 
 
 class Profile:

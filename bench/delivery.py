@@ -3,7 +3,7 @@
     python bench/delivery.py [--clients 500] [--rates 100,300,600] [--seconds 10]
                              [--servers pulseboard,flask-socketio,node,node-batched]
                              [--instances 1]
-                             [--transports websocket,polling,sse]
+                             [--transports websocket,polling,sse] [--stages]
                              [--out bench/results/delivery.json]
 
 For each server (see bench/common.py) and each publish rate, connects
@@ -16,6 +16,9 @@ repeats it over long-polling or, for Pulseboard, Server-Sent Events
 (``GET /api/v1/stream``, one event per message), rows named ``server/transport``.  Prints a table,
 then the whole result as one JSON line (also written to ``--out``).  ``--profile FILE``
 samples Pulseboard's web worker with py-spy during each window (folded stacks).
+``--stages`` also takes Pulseboard's latency where the consumer hands each event
+to Socket.IO's exchange, from a process of its own bound to that exchange: what
+is left of the clients' latency is the web instance's (and the clients') share.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from pathlib import Path
 from common import (
     SERVERS,
     Clients,
+    EmittedTap,
     Meter,
     Profile,
     prepare,
@@ -40,9 +44,17 @@ WARMUP = 2.0  # seconds of feed before the window opens
 
 
 def measure(
-    server, clients: int, rate: float, seconds: float, transport: str, profile: Path | None = None
+    server,
+    clients: int,
+    rate: float,
+    seconds: float,
+    transport: str,
+    profile: Path | None = None,
+    stages: bool = False,
 ) -> dict:
     group = Clients(server, clients, seconds, transport)
+    channel = getattr(server, "socketio_channel", None)
+    tap = EmittedTap(channel) if stages and channel else None
     try:
         group.wait_ready()
         feeder = server.feed(rate, seconds + WARMUP + 1)
@@ -53,9 +65,12 @@ def measure(
         for meter in (web, rest, load):
             meter.start()
         group.start_window()
+        if tap is not None:
+            tap.open()
         profiler = Profile(server.web_pids[0], profile) if profile else None
         time.sleep(seconds - 0.1)  # measure CPU while the clients still run
         web_cpu, rest_cpu, client_cpu = web.stop(), rest.stop(), load.stop()
+        emitted = tap.close() if tap is not None else None
         if profiler is not None:
             profiler.stop()
         report = group.reports()
@@ -64,6 +79,8 @@ def measure(
             published = int(feeder.communicate(timeout=30)[0].strip() or 0)
     finally:
         group.close()
+        if tap is not None and tap.process.is_alive():
+            tap.process.kill()
     per_second = report["received"] / report["seconds"]
     offered = rate * clients
     return {
@@ -78,6 +95,8 @@ def measure(
         "delivered_ratio": round(per_second / offered, 3) if offered else None,
         "messages_per_client_s": round(report["messages"] / report["seconds"] / clients, 1),
         "latency_ms": report["latency_ms"],
+        # with --stages: the same, measured where the consumer hands events to Socket.IO
+        "emitted_latency_ms": emitted,
         "client_errors": report["errors"] + report["disconnects"],
         "web_cpu": round(web_cpu, 2),
         # deliveries per second of web CPU: what one core of the web side delivers
@@ -105,6 +124,22 @@ def table(rows: list[dict]) -> str:
             f"{row['web_cpu']:>8}{format(row['delivered_per_web_cpu_s'] or 0, ','):>12}"
             f"{row['other_cpu']:>8}{row['client_cpu']:>8}"
             f"{row['client_errors']:>5}"
+        )
+    return "\n".join(lines)
+
+
+def stages(rows: list[dict]) -> str:
+    """Where the latency goes: up to Socket.IO's exchange (the producer, RabbitMQ, the
+    consumer and its database), and all the way to the clients."""
+    lines = []
+    for row in rows:
+        emitted, whole = row["emitted_latency_ms"], row["latency_ms"]
+        if not emitted or not whole:
+            continue
+        lines.append(
+            f"rate {row['rate']:>6g}/s  {row['server']}: emitted p50 {emitted['p50']} "
+            f"p99 {emitted['p99']} max {emitted['max']} ms;  at the clients p50 {whole['p50']} "
+            f"p99 {whole['p99']} max {whole['max']} ms"
         )
     return "\n".join(lines)
 
@@ -155,7 +190,21 @@ def main() -> None:
         help="py-spy folded stacks of Pulseboard's (first) web worker during each window, "
         "written to PROFILE-<transport>-<rate>.folded",
     )
+    parser.add_argument(
+        "--stages",
+        action="store_true",
+        help="also measure Pulseboard's latency where the consumer hands events to "
+        "Socket.IO's exchange (the consumer's share; the rest is the web side's)",
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a Pulseboard setting for this run (e.g. CONSUMER_BATCH_WAIT_MS=5); repeatable",
+    )
     arguments = parser.parse_args()
+    settings = dict(item.split("=", 1) for item in arguments.set)
     prepare()
     rates = [float(rate) for rate in arguments.rates.split(",")]
     rows = []
@@ -171,10 +220,16 @@ def main() -> None:
                 if arguments.profile and name == "pulseboard":
                     stem = arguments.profile.with_suffix("")
                     profile = stem.with_name(f"{stem.name}-{transport}-{rate:g}.folded")
-                with server_named(name, instances) as server:
+                with server_named(name, instances, settings) as server:
                     rows.append(
                         measure(
-                            server, arguments.clients, rate, arguments.seconds, transport, profile
+                            server,
+                            arguments.clients,
+                            rate,
+                            arguments.seconds,
+                            transport,
+                            profile,
+                            arguments.stages,
                         )
                     )
                 print(table(rows[-1:]).splitlines()[-1], flush=True)
@@ -182,10 +237,15 @@ def main() -> None:
                     print_heaviest(profile, f"({transport}, {rate:g}/s)")
     print()
     print(table(rows))
+    if any(row["emitted_latency_ms"] for row in rows):
+        print()
+        print(stages(rows))
     if comparison := ratios(rows):
         print()
         print(comparison)
     result = {"benchmark": "delivery", "seconds": arguments.seconds, "rows": rows}
+    if settings:
+        result["settings"] = settings
     report(result, arguments.out)
 
 
