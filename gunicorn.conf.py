@@ -32,6 +32,16 @@ logger_class = "pulseboard.gunicorn_logging.RedactingLogger"
 forwarded_allow_ips = os.environ.get("TRUSTED_PROXIES", "").strip() or "127.0.0.1,::1"
 
 
+def post_worker_init(worker):
+    """The worker has loaded the app: what exists now (modules, the app, its config)
+    lives as long as the process.  Frozen out of the collector's reach, it is no
+    longer walked by every full collection, each of which stalled the whole
+    instance (every socket's delivery) for 100-190 ms with 500 clients."""
+    import gc
+
+    gc.freeze()
+
+
 def child_exit(server, worker):
     """Drop an exited worker's live gauges (sockets, subscriptions) from the shared metrics."""
     from pathlib import Path
