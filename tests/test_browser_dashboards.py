@@ -12,6 +12,7 @@ topic sees neither its data nor its history.
 from __future__ import annotations
 
 import contextlib
+import re
 import threading
 import time
 
@@ -199,6 +200,57 @@ def test_a_widget_joining_a_topic_a_narrower_filter_streams_still_gets_every_eve
         assert page.evaluate("() => window.narrow") == [302]
     finally:
         witness.close()
+        context.close()
+    assert problems.messages == []
+
+
+def test_an_event_lost_on_the_way_is_filled_from_the_log_and_handed_on_in_order(browser, site):
+    """The page's WebSocket loses one message on its way (a proxy between them drops
+    it).  The next event names the lost one as its ``prev``: the page fills the hole
+    from the log and its scripts get every event once, in order (a widget that saw
+    502 before 501 would drop 501 as old)."""
+    context, page, problems = new_page(browser, site, "bob@example.com")
+    dropped = []
+
+    def proxy(socket):
+        server = socket.connect_to_server()
+
+        def to_page(message):
+            # The live message only: the fill's answer carries 501 too.
+            if not dropped and isinstance(message, str) and '"n":501' in message.replace(" ", ""):
+                dropped.append(message)
+            else:
+                socket.send(message)
+
+        server.on_message(to_page)
+
+    try:
+        page.route_web_socket(re.compile(r"/socket\.io/"), proxy)
+        page.goto(f"{site['url']}/dashboards/")
+        page.wait_for_function("() => window.Pulseboard.stream.transport === 'websocket'")
+        page.evaluate(
+            """topic => {
+                window.got = [];
+                window.Pulseboard.stream.subscribe({
+                  topics: [topic],
+                  onEvents: (events) => window.got.push(...events.map((e) => e.payload.n)),
+                });
+            }""",
+            TOPIC,
+        )
+        page.wait_for_function("t => window.Pulseboard.stream.subscribed.includes(t)", arg=TOPIC)
+        publish(site, 500, key="K0")
+        page.wait_for_function("() => window.got.includes(500)")
+        publish(site, 501, key="K0")
+        deadline = time.monotonic() + WAIT_MS / 1000
+        while not dropped and time.monotonic() < deadline:
+            page.wait_for_timeout(50)  # the proxy's handler runs while Playwright waits
+        assert dropped, "the proxy never saw event 501"
+        publish(site, 502, key="K0")
+        with contextlib.suppress(Exception):  # then compare whatever arrived
+            page.wait_for_function("() => window.got.length >= 3", timeout=WAIT_MS)
+        assert page.evaluate("() => window.got") == [500, 501, 502]
+    finally:
         context.close()
     assert problems.messages == []
 

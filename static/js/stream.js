@@ -50,6 +50,7 @@
   const startsAt = new Set(); // topics whose position a script gave, none delivered since
   let sent = new Map(); // topic -> filter last asked of the server on this connection
   let catchUps = []; // {handle, topic, after}: history a late script still needs
+  const filling = new Map(); // topic -> {holes, waiting}: holes being filled from the log
   let held = new Map(); // topic -> filter key the server holds for this connection
   let generation = 0; // bumped on every connect: stale acks are ignored
   let syncTimer = null;
@@ -321,27 +322,43 @@
       seqByTopic.set(event.topic, event.seq);
       startsAt.delete(event.topic);
       if (event.seq > stream.lastSeq) stream.lastSeq = event.seq;
-      fresh.push(event);
+      // While a hole of its topic is filled, an event waits so scripts get it in order.
+      if (filling.has(event.topic)) filling.get(event.topic).waiting.push(event);
+      else fresh.push(event);
     }
     dispatch(fresh);
   });
 
-  /* Ask the server for the events of a topic between two we have, from the log. */
+  /* Ask the server for the events of a topic between two we have, from the log; hand
+     them on, with the topic's events that came meanwhile, once every hole of the
+     topic is filled: scripts get each event once, in seq order. */
   async function fillHole(topic, after, before) {
-    let ack;
-    try {
-      ack = await call("fill", { topic, after, before });
-    } catch (error) {
-      ack = null;
+    if (!filling.has(topic)) filling.set(topic, { holes: 0, waiting: [] });
+    const state = filling.get(topic);
+    state.holes += 1;
+    let from = after;
+    for (;;) {
+      let ack;
+      try {
+        ack = await call("fill", { topic, after: from, before });
+      } catch (error) {
+        ack = null;
+      }
+      if (!ack || !ack.ok || ack.gap) fire("gap", { topic, after: from, before });
+      const events = (ack && ack.ok && ack.events) || [];
+      state.waiting.push(...events);
+      if (!ack || !ack.more || !events.length) break;
+      from = events[events.length - 1].seq;
     }
-    if (!ack || !ack.ok) {
-      fire("gap", { topic, after, before });
-      return;
-    }
-    if (ack.gap) fire("gap", { topic, after, before });
-    dispatch(ack.events || []);
-    const events = ack.events || [];
-    if (ack.more && events.length) fillHole(topic, events[events.length - 1].seq, before);
+    state.holes -= 1;
+    if (state.holes > 0 || filling.get(topic) !== state) return;
+    filling.delete(topic);
+    const seen = new Set();
+    dispatch(
+      state.waiting
+        .sort((a, b) => a.seq - b.seq)
+        .filter((event) => !seen.has(event.seq) && seen.add(event.seq)),
+    );
   }
 
   /* After a sync: the catch-ups whose topic the server now holds with the filter
