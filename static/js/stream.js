@@ -336,8 +336,20 @@
     if (!filling.has(topic)) filling.set(topic, { holes: 0, waiting: [] });
     const state = filling.get(topic);
     state.holes += 1;
+    const found = await readLog(topic, after, before);
+    state.waiting.push(...found);
+    state.holes -= 1;
+    if (state.holes > 0) return;
+    filling.delete(topic);
+    dispatch(inOrder(state.waiting));
+  }
+
+  /* A topic's events after one seq and before another, from the log, page after page.
+     What the log no longer holds (or a refused request) is announced as a gap. */
+  async function readLog(topic, after, before) {
+    const found = [];
     let from = after;
-    for (;;) {
+    while (before > from + 1) {
       let ack;
       try {
         ack = await call("fill", { topic, after: from, before });
@@ -346,19 +358,19 @@
       }
       if (!ack || !ack.ok || ack.gap) fire("gap", { topic, after: from, before });
       const events = (ack && ack.ok && ack.events) || [];
-      state.waiting.push(...events);
+      found.push(...events);
       if (!ack || !ack.more || !events.length) break;
       from = events[events.length - 1].seq;
     }
-    state.holes -= 1;
-    if (state.holes > 0 || filling.get(topic) !== state) return;
-    filling.delete(topic);
+    return found;
+  }
+
+  /* Events in seq order, each once. */
+  function inOrder(events) {
     const seen = new Set();
-    dispatch(
-      state.waiting
-        .sort((a, b) => a.seq - b.seq)
-        .filter((event) => !seen.has(event.seq) && seen.add(event.seq)),
-    );
+    return events
+      .sort((a, b) => a.seq - b.seq)
+      .filter((event) => !seen.has(`${event.topic} ${event.seq}`) && seen.add(`${event.topic} ${event.seq}`));
   }
 
   /* After a sync: the catch-ups whose topic the server now holds with the filter
@@ -377,29 +389,12 @@
      the page has; then what arrived meanwhile, in seq order, each once. */
   async function catchUp({ handle, topic, after }) {
     const before = (seqByTopic.get(topic) || 0) + 1;
-    const found = [];
-    let from = after;
-    while (before > from + 1) {
-      let ack;
-      try {
-        ack = await call("fill", { topic, after: from, before });
-      } catch (error) {
-        ack = null;
-      }
-      if (!ack || !ack.ok || ack.gap) fire("gap", { topic, after: from, before });
-      const events = (ack && ack.ok && ack.events) || [];
-      found.push(...events.filter(handle.accepts));
-      if (!ack || !ack.more || !events.length) break;
-      from = events[events.length - 1].seq;
-    }
+    const found = (await readLog(topic, after, before)).filter(handle.accepts);
     if (catchUps.some((entry) => entry.handle === handle)) {
       handle.waiting.push(...found); // another topic of it is still catching up
       return;
     }
-    const seen = new Set();
-    const ordered = [...found, ...handle.waiting]
-      .sort((a, b) => a.seq - b.seq)
-      .filter((event) => !seen.has(`${event.topic} ${event.seq}`) && seen.add(`${event.topic} ${event.seq}`));
+    const ordered = inOrder([...found, ...handle.waiting]);
     handle.waiting = null;
     if (ordered.length && handle.onEvents && handles.has(handle)) handle.onEvents(ordered);
   }
