@@ -415,20 +415,28 @@ class Clients:
                 process.kill()
 
 
+def fanout_queue(channel: str, name: str):
+    """A queue of its own bound to Socket.IO's fanout exchange: gets what every web
+    instance gets, and goes with its connection."""
+    from kombu import Exchange, Queue
+
+    return Queue(
+        f"{name}.{channel}",
+        Exchange(channel, type="fanout", durable=False),
+        exclusive=True,
+        durable=False,
+    )
+
+
 def tap_emitted(channel: str, window, stop, results) -> None:
     """Each event's age as it reaches Socket.IO's fanout exchange (stored by the
     consumer, on its way to the web instances), while ``window`` is set."""
     from datetime import datetime
 
-    from kombu import Consumer, Exchange, Queue
+    from kombu import Consumer
 
     histogram: Counter[int] = Counter()
-    queue = Queue(
-        f"bench-tap.{channel}",
-        Exchange(channel, type="fanout", durable=False),
-        exclusive=True,
-        durable=False,
-    )
+    queue = fanout_queue(channel, "bench-tap")
 
     def on_message(message):
         now = time.time()

@@ -41,7 +41,7 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from common import Profile, print_heaviest
+from common import Profile, fanout_queue, print_heaviest
 from flask_migrate import upgrade
 
 from pulseboard import create_app
@@ -111,12 +111,7 @@ def raw_consume(queue: Queue, count: int, ack_every: int = 1) -> float:
 
 def listen(channel: str, counter, ready, stop) -> None:
     """Count the events reaching Socket.IO's fanout exchange (what web instances get)."""
-    queue = Queue(
-        f"bench-listener.{channel}",
-        Exchange(channel, type="fanout", durable=False),
-        exclusive=True,
-        durable=False,
-    )
+    queue = fanout_queue(channel, "bench-listener")
 
     def on_message(message):
         # Counted without decoding: each stored event carries one "seq" (payloads have none).
