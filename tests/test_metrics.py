@@ -308,6 +308,37 @@ def test_sockets_subscriptions_and_replays_are_counted(tmp_path):
     assert value(text, "pulseboard_replay_gaps_total") == 0
 
 
+def test_each_live_event_a_round_sends_is_timed_once_however_many_sockets_take_it(tmp_path):
+    with embedded_site(tmp_path) as site:
+        url = site["url"]
+        clients = [
+            StreamClient(url, signed_in_session(url, "bob@example.com"), "polling"),
+            StreamClient(url, signed_in_session(url, "ada@example.com"), "websocket"),
+        ]
+        try:
+            for client in clients:
+                assert client.call("subscribe", {"topics": ["market.ticks"]})["ok"]
+            ingest(url, site["token"], [{"topic": "market.ticks", "type": "t", "payload": {}}] * 3)
+            for client in clients:
+                client.wait_for_events(3)
+
+            def timed():  # a round is timed once its last socket has it
+                text = scrape_url(url)
+                return (
+                    text if value(text, "pulseboard_stream_delivery_age_seconds_count") >= 3 else ""
+                )
+
+            text = wait_for(timed, 10, message="the round timed")
+        finally:
+            for client in clients:
+                client.close()
+
+    assert value(text, "pulseboard_stream_delivery_age_seconds_count") == 3
+    # Just ingested on this machine: well under a minute old when sent.
+    assert value(text, "pulseboard_stream_delivery_age_seconds_bucket", le="60.0") == 3
+    assert 0 <= value(text, "pulseboard_stream_delivery_age_seconds_sum") < 3 * 60
+
+
 class UpgradingServer:
     """Stands in for the Socket.IO server: a socket that starts on polling, then upgrades."""
 

@@ -18,6 +18,7 @@ import re
 import threading
 import time
 from collections.abc import Sequence
+from datetime import datetime
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ JOIN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 # minutes when the consumer was down and catches up.
 LAG_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
+# Seconds from an event's timestamp to the end of the round that sent it to a web
+# instance's sockets: tens of milliseconds when healthy, finer at the low end.
+DELIVERY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 # Dead-letter reasons as labels: the consumer's message starts with one of
 # these; the full text (with field names and sizes) stays in the header and log.
 REASON_LABELS = (
@@ -159,6 +163,12 @@ class Metrics:
         self.replay_gaps = Counter(
             "pulseboard_replay_gaps", "Replays that could not go back as far as asked"
         )
+        self.delivery_age = Histogram(
+            "pulseboard_stream_delivery_age_seconds",
+            "From a live event's timestamp to the end of the round that sent it to a web"
+            " instance's sockets (once per event and instance, however many sockets take it)",
+            buckets=DELIVERY_BUCKETS,
+        )
         # Consumer
         self.consumed = Counter(
             "pulseboard_events_consumed", "Messages taken off the queue and acknowledged"
@@ -262,6 +272,15 @@ def replay(since: int, replayed: int, gap: bool) -> None:
     m.replayed.inc(replayed)
     if gap:
         m.replay_gaps.inc()
+
+
+def round_delivered(events: Sequence[dict]) -> None:
+    """``events``: a round's events, as sockets get them; their age is measured now."""
+    m = get()
+    now = time.time()
+    for event in events:
+        sent = datetime.fromisoformat(event["timestamp"]).timestamp()
+        m.delivery_age.observe(max(0.0, now - sent))
 
 
 def batch_consumed(size: int) -> None:

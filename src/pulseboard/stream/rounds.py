@@ -19,6 +19,7 @@ from operator import itemgetter
 
 import socketio
 
+from .. import metrics
 from .listeners import listeners
 from .names import NAMESPACE, room_topic
 from .repair import repair
@@ -90,6 +91,7 @@ class RoundDelivery(socketio.Manager):
     def deliver_round(self, room: str, events: list[dict]) -> None:
         prepared: dict[tuple, list] = {}  # each distinct selection is encoded once
         topic = room_topic(room)
+        sent = False
         for sid, eio_sid in list(self.get_participants(NAMESPACE, room)):
             state = registry.get(sid)
             if state is None:
@@ -105,9 +107,12 @@ class RoundDelivery(socketio.Manager):
                     packets = prepared[key] = self.prepare(chosen)
                 if packets:
                     self.send_packets(sid, eio_sid, packets)
+                    sent = True
             except Exception:
                 # One socket's failure is its own: the rest of the room still gets the round.
                 log.exception("delivery of %s to socket %s failed", room, sid)
+        if sent:
+            metrics.round_delivered(events)
 
     def prepare(self, events: list[dict]) -> list:
         """The packets of a selection: its ``events`` message, then a toast per notice."""
