@@ -486,6 +486,36 @@ class EmittedTap:
         return percentiles(histogram)
 
 
+def delivery_age_buckets(urls: list[str]) -> Counter[float]:
+    """The web instances' ``pulseboard_stream_delivery_age_seconds`` buckets, summed:
+    how many events each round had sent by then, by upper bound in seconds."""
+    import requests
+    from prometheus_client.parser import text_string_to_metric_families
+
+    buckets: Counter[float] = Counter()
+    for url in urls:
+        text = requests.get(f"{url}/metrics", timeout=10).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "pulseboard_stream_delivery_age_seconds_bucket":
+                    buckets[float(sample.labels["le"])] += sample.value
+    return buckets
+
+
+def bucket_percentiles(before: Counter[float], after: Counter[float]) -> dict:
+    """Percentiles in ms from two scrapes of cumulative buckets: each the upper bound
+    of the bucket it falls in (a bound, not a measurement)."""
+    counts = {bound: after[bound] - before[bound] for bound in after}
+    total = counts.get(float("inf"), 0)
+    if not total:
+        return {}
+    figures = {}
+    for name, fraction in (("p50", 0.5), ("p90", 0.9), ("p99", 0.99)):
+        bound = min(b for b, n in counts.items() if n >= fraction * total)
+        figures[name] = "inf" if bound == float("inf") else round(bound * 1000)
+    return figures
+
+
 class Profile:
     """py-spy sampling one process into ``out`` as folded stacks until ``stop()``."""
 

@@ -19,6 +19,9 @@ samples Pulseboard's web worker with py-spy during each window (folded stacks).
 ``--stages`` also takes Pulseboard's latency where the consumer hands each event
 to Socket.IO's exchange, from a process of its own bound to that exchange: what
 is left of the clients' latency is the web instance's (and the clients') share.
+It also reads the web instances' ``pulseboard_stream_delivery_age_seconds``
+before and after the window: the age of each event when the round that sent it
+ended, as the upper bounds of the histogram's buckets.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from common import (
     EmittedTap,
     Meter,
     Profile,
+    bucket_percentiles,
+    delivery_age_buckets,
     prepare,
     print_heaviest,
     report,
@@ -67,10 +72,12 @@ def measure(
         group.start_window()
         if tap is not None:
             tap.open()
+            ages = delivery_age_buckets(server.urls)
         profiler = Profile(server.web_pids[0], profile) if profile else None
         time.sleep(seconds - 0.1)  # measure CPU while the clients still run
         web_cpu, rest_cpu, client_cpu = web.stop(), rest.stop(), load.stop()
         emitted = tap.close() if tap is not None else None
+        sent = bucket_percentiles(ages, delivery_age_buckets(server.urls)) if tap else None
         if profiler is not None:
             profiler.stop()
         report = group.reports()
@@ -97,6 +104,8 @@ def measure(
         "latency_ms": report["latency_ms"],
         # with --stages: the same, measured where the consumer hands events to Socket.IO
         "emitted_latency_ms": emitted,
+        # and where the web instances' rounds send them (upper bounds of their buckets)
+        "sent_latency_ms": sent,
         "client_errors": report["errors"] + report["disconnects"],
         "web_cpu": round(web_cpu, 2),
         # deliveries per second of web CPU: what one core of the web side delivers
@@ -136,10 +145,12 @@ def stages(rows: list[dict]) -> str:
         emitted, whole = row["emitted_latency_ms"], row["latency_ms"]
         if not emitted or not whole:
             continue
+        sent = row.get("sent_latency_ms") or {}
         lines.append(
             f"rate {row['rate']:>6g}/s  {row['server']}: emitted p50 {emitted['p50']} "
-            f"p99 {emitted['p99']} max {emitted['max']} ms;  at the clients p50 {whole['p50']} "
-            f"p99 {whole['p99']} max {whole['max']} ms"
+            f"p99 {emitted['p99']} max {emitted['max']} ms;  sent by the rounds p50 "
+            f"<={sent.get('p50', '-')} p99 <={sent.get('p99', '-')} ms;  at the clients "
+            f"p50 {whole['p50']} p99 {whole['p99']} max {whole['max']} ms"
         )
     return "\n".join(lines)
 
