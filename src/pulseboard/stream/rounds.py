@@ -112,7 +112,10 @@ class RoundDelivery(socketio.Manager):
                 # One socket's failure is its own: the rest of the room still gets the round.
                 log.exception("delivery of %s to socket %s failed", room, sid)
         if sent:
-            metrics.round_delivered(events)
+            try:
+                metrics.round_delivered(events)
+            except Exception:  # a figure is never worth the events waiting for the next round
+                log.exception("timing a round of %s failed", room)
 
     def prepare(self, events: list[dict]) -> list:
         """The packets of a selection: its ``events`` message, then a toast per notice."""
