@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import multiprocessing
 import os
 import resource
 import secrets
@@ -27,9 +28,12 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
-from kombu import Connection
+import requests
+from kombu import Connection, Consumer, Exchange, Queue
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
@@ -418,8 +422,6 @@ class Clients:
 def fanout_queue(channel: str, name: str):
     """A queue of its own bound to Socket.IO's fanout exchange: gets what every web
     instance gets, and goes with its connection."""
-    from kombu import Exchange, Queue
-
     return Queue(
         f"{name}.{channel}",
         Exchange(channel, type="fanout", durable=False),
@@ -431,10 +433,6 @@ def fanout_queue(channel: str, name: str):
 def tap_emitted(channel: str, window, stop, results) -> None:
     """Each event's age as it reaches Socket.IO's fanout exchange (stored by the
     consumer, on its way to the web instances), while ``window`` is set."""
-    from datetime import datetime
-
-    from kombu import Consumer
-
     histogram: Counter[int] = Counter()
     queue = fanout_queue(channel, "bench-tap")
 
@@ -462,8 +460,6 @@ class EmittedTap:
     clients' whole latency.  The rest is the web instance's and the clients' share."""
 
     def __init__(self, channel: str):
-        import multiprocessing
-
         context = multiprocessing.get_context("spawn")
         self.window, self.stop = context.Event(), context.Event()
         self.results = context.Queue()
@@ -489,9 +485,6 @@ class EmittedTap:
 def delivery_age_buckets(urls: list[str]) -> Counter[float]:
     """The web instances' ``pulseboard_stream_delivery_age_seconds`` buckets, summed:
     how many events each round had sent by then, by upper bound in seconds."""
-    import requests
-    from prometheus_client.parser import text_string_to_metric_families
-
     buckets: Counter[float] = Counter()
     for url in urls:
         text = requests.get(f"{url}/metrics", timeout=10).text

@@ -370,7 +370,10 @@
     const seen = new Set();
     return events
       .sort((a, b) => a.seq - b.seq)
-      .filter((event) => !seen.has(`${event.topic} ${event.seq}`) && seen.add(`${event.topic} ${event.seq}`));
+      .filter((event) => {
+        const id = `${event.topic} ${event.seq}`;
+        return !seen.has(id) && seen.add(id);
+      });
   }
 
   /* After a sync: the catch-ups whose topic the server now holds with the filter
