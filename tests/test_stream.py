@@ -6,6 +6,7 @@ pass the real consumer and event log, and reach real Socket.IO clients.
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 from pathlib import Path
@@ -247,6 +248,27 @@ def test_a_socket_id_cannot_be_used_from_another_session(site, clients):
     assert anonymous.status_code == 403
     ingest(site["url"], site["token"], [tick(1)])
     assert victim.wait_for_events(1)  # the owner is unaffected
+
+
+def test_polling_responses_carry_their_length_and_are_not_chunked(site):
+    """A poll is one body Engine.IO encodes whole: sent with its length, in two writes
+    (headers, body) rather than three chunks, and readable by an HTTP/1.0 proxy."""
+    browser = signed_in_session(site["url"], "bob@example.com")
+    base = f"{site['url']}/socket.io/?EIO=4&transport=polling"
+    origin = {"Origin": site["url"]}
+    try:
+        handshake = browser.get(base, headers=origin, timeout=5)
+        assert handshake.status_code == 200 and handshake.content.startswith(b"0{")
+        sid = json.loads(handshake.content[1:])["sid"]
+        joined = browser.post(f"{base}&sid={sid}", data="40/stream,", headers=origin, timeout=5)
+        assert joined.status_code == 200
+        poll = browser.get(f"{base}&sid={sid}", headers=origin, timeout=5)
+        assert poll.status_code == 200 and poll.content.startswith(b"40/stream,{")
+        for response in (handshake, joined, poll):
+            assert "Transfer-Encoding" not in response.headers
+            assert int(response.headers["Content-Length"]) == len(response.content)
+    finally:
+        browser.close()
 
 
 def test_a_flood_of_client_messages_is_refused_then_disconnected(site, clients):
