@@ -25,6 +25,7 @@ from pathlib import Path
 from common import (
     SERVERS,
     Clients,
+    Meter,
     Profile,
     prepare,
     print_heaviest,
@@ -47,10 +48,13 @@ def measure(
     before = sum(rss_kb(pid) for pid in server.web_pids)
     group = Clients(server, connections, seconds=3600, transport=transport)
     profiler = Profile(server.web_pids[0], profile) if profile else None
+    web = Meter(server.web_pids)
     try:
+        web.start()
         started = time.monotonic()
         ready = group.wait_ready()
         opened_in = time.monotonic() - started
+        web_cpu = web.stop()
         if profiler is not None:
             profiler.stop()
         time.sleep(SETTLE)
@@ -66,6 +70,10 @@ def measure(
         "ready": ready["ready"],
         "errors": ready["errors"],
         "open_seconds": round(opened_in, 1),
+        # The web processes' CPU while the connections opened (1.0 = a core busy), and
+        # what each connection cost them.
+        "web_cpu": round(web_cpu, 2),
+        "web_cpu_ms_per_connection": round(web_cpu * opened_in / max(ready["ready"], 1) * 1000, 2),
         "rss_mb_before": round(before / 1024, 1),
         "rss_mb_idle": round(after / 1024, 1),
         "kb_per_connection": round((after - before) / max(ready["ready"], 1), 1),
@@ -95,13 +103,13 @@ def main() -> None:
         print_heaviest(arguments.profile, "while opening")
     print(
         f"{'server':<15}{'connections':>12}{'ready':>7}{'errors':>7}{'open s':>8}"
-        f"{'RSS before MB':>15}{'RSS idle MB':>13}{'KB/conn':>9}"
+        f"{'RSS before MB':>15}{'RSS idle MB':>13}{'KB/conn':>9}{'webCPU':>8}{'ms/conn':>9}"
     )
     for row in rows:
         print(
             f"{row['server']:<15}{row['connections']:>12}{row['ready']:>7}{row['errors']:>7}"
             f"{row['open_seconds']:>8}{row['rss_mb_before']:>15}{row['rss_mb_idle']:>13}"
-            f"{row['kb_per_connection']:>9}"
+            f"{row['kb_per_connection']:>9}{row['web_cpu']:>8}{row['web_cpu_ms_per_connection']:>9}"
         )
     ours = next((row for row in rows if row["server"] == "pulseboard"), None)
     for row in rows:
