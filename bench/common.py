@@ -510,13 +510,18 @@ def bucket_percentiles(before: Counter[float], after: Counter[float]) -> dict:
 
 
 class Profile:
-    """py-spy sampling one process into ``out`` as folded stacks until ``stop()``."""
+    """py-spy sampling one process into ``out`` as folded stacks until ``stop()``.
+
+    py-spy pauses the process for each sample: read while it runs
+    (``--nonblocking``), a gevent worker's stacks came out torn, with a
+    generator expression of a query-string check at 12% of a polling worker's
+    samples.  The pauses slow the sampled run a little (a few % of its figure)."""
 
     def __init__(self, pid: int, out: Path, rate: int = 200):
         py_spy = Path(sys.executable).parent / "py-spy"
         self.process = subprocess.Popen(
             [str(py_spy), "record", "--pid", str(pid), "--rate", str(rate), "--format", "raw",
-             "--output", str(out), "--nonblocking"],
+             "--output", str(out)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
 
