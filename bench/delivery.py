@@ -77,7 +77,9 @@ def measure(
         time.sleep(seconds - 0.1)  # measure CPU while the clients still run
         web_cpu, rest_cpu, client_cpu = web.stop(), rest.stop(), load.stop()
         emitted = tap.close() if tap is not None else None
-        sent = bucket_percentiles(ages, delivery_age_buckets(server.urls)) if tap else None
+        sent = None
+        if tap is not None:
+            sent = bucket_percentiles(ages, delivery_age_buckets(server.urls))
         if profiler is not None:
             profiler.stop()
         report = group.reports()
