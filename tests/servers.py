@@ -271,10 +271,11 @@ class RabbitNode:
         }
         subprocess.run(["rabbitmq-server", "-detached"], env=env, check=True, timeout=60)
 
-    def wait_started(self, timeout: float = 60) -> None:
+    def wait_started(self, timeout: float = 120) -> None:
         # The detached node takes a moment to be reachable at all; then it boots.
+        # Three nodes booting at once on two busy cores can take a minute or more.
         deadline = time.monotonic() + timeout
-        while not _answers(self.node):
+        while not _answers(self.node, wait=max(5.0, deadline - time.monotonic())):
             if time.monotonic() > deadline:
                 raise RuntimeError(
                     f"RabbitMQ node {self.node} did not start within {timeout} s; "
@@ -328,10 +329,12 @@ def private_rabbitmq():
         node.remove()
 
 
-def _answers(node: str) -> bool:
+def _answers(node: str, wait: float = 30) -> bool:
+    """Whether ``node`` has booted, asked for up to ``wait`` seconds; a node still
+    booting when that runs out has not (the caller's deadline decides, with its log)."""
     try:
-        rabbitmqctl(node, "await_startup", timeout=30)
-    except subprocess.CalledProcessError:
+        rabbitmqctl(node, "await_startup", timeout=wait)
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
         return False
     return True
 
