@@ -329,7 +329,7 @@ def private_rabbitmq():
         node.remove()
 
 
-def _answers(node: str, wait: float = 30) -> bool:
+def _answers(node: str, wait: float) -> bool:
     """Whether ``node`` has booted, asked for up to ``wait`` seconds; a node still
     booting when that runs out has not (the caller's deadline decides, with its log)."""
     try:
